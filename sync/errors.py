@@ -1,0 +1,44 @@
+"""The outcomes the engine tells apart.
+
+A *fatal* error stops the whole run (exit 1): bad settings, rejected credentials. A *customer*
+error ends one customer's pass and is recorded on its state row; the run goes on and ends partial.
+A *transient* error is retried with backoff until the attempt budget is spent.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of every error this package raises on purpose; its text is safe to show a user."""
+
+
+class FatalError(SyncError):
+    """Nothing useful can happen until a person fixes something: stop the run, exit 1."""
+
+
+class ConfigError(FatalError):
+    """A setting is missing or malformed."""
+
+
+class CredentialsRejected(FatalError):
+    """The API answered code 1002: the app id/key pair is wrong (or the request was altered)."""
+
+
+class TransientError(SyncError):
+    """Worth retrying after a pause: 429, 5xx, code 1000, a gateway page, a timeout, a reset."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClockSkew(TransientError):
+    """The API answered code 1003; ``server_time_ms`` is its clock when the response carried one."""
+
+    def __init__(self, message: str, *, server_time_ms: int | None) -> None:
+        super().__init__(message)
+        self.server_time_ms = server_time_ms
+
+
+class CustomerError(SyncError):
+    """This customer's pass cannot go on now (retries spent, a broken cursor, a refused body)."""

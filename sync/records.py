@@ -1,0 +1,234 @@
+"""Turning one API record into a mirror row, or into a rejection with its reason. Pure.
+
+A record is kept whenever it has a usable id: every other field is best effort (a value of the
+wrong type becomes NULL in its column) and the whole record survives as raw JSON, so nothing the
+API sent is lost. Only a record without a usable id, or one no database could store, is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+MAX_BIGINT = 2**63 - 1
+_MAX_DEPTH = 64
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b|bytes?)?\s*$", re.IGNORECASE)
+_SIZE_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One row of ``customer_files`` as parsed from the API (mirror bookkeeping excluded)."""
+
+    id: int
+    corp_id: str | None
+    sales_id: int | None
+    customer_id: int | None
+    create_time: datetime | None
+    file_name: str | None
+    file_url: str | None
+    file_type: str | None
+    file_size_text: str | None
+    file_size_bytes: int | None
+    file_store_id: str | None
+    operator_id: int | None
+    author_name: str | None
+    follow_content: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """An item the mirror cannot key or store; ``payload`` is its JSON text, kept verbatim."""
+
+    reason: str
+    payload: str
+    record_id: str | None
+
+
+def parse_record(item: object) -> FileRecord | RejectedRecord:
+    """Parse one element of ``data.result``."""
+    if not isinstance(item, dict):
+        return _reject(item, f"record is a JSON {_json_kind(item)}, not an object")
+    record_id, why = _record_id(item.get("id", _MISSING))
+    if record_id is None:
+        return _reject(item, why)
+    unstorable = _unstorable(item)
+    if unstorable:
+        return _reject(item, unstorable)
+
+    content = _file_content(item.get("fileContent"))
+    size_text = _text(content.get("size"))
+    name = _text(item.get("fileName")) or _text(content.get("name"))
+    url = _text(content.get("url"))
+    return FileRecord(
+        id=record_id,
+        corp_id=_text(item.get("corpid")),
+        sales_id=_bigint(item.get("salesId")),
+        customer_id=_bigint(item.get("customerId")),
+        create_time=parse_china_time(item.get("createTime")),
+        file_name=name,
+        file_url=url,
+        file_type=_file_type(_text(content.get("type")), name, url),
+        file_size_text=size_text,
+        file_size_bytes=parse_size(size_text),
+        file_store_id=_text(content.get("fileId")),
+        operator_id=_bigint(item.get("operatorId")),
+        author_name=_text(item.get("authorName")),
+        follow_content=_text(item.get("followContent")),
+        raw=item,
+    )
+
+
+def parse_china_time(value: object) -> datetime | None:
+    """``YYYY-MM-DD HH:MM:SS`` in China local time (UTC+8, no DST) as an aware UTC instant."""
+    if not isinstance(value, str):
+        return None
+    try:
+        local = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return local.replace(tzinfo=CHINA_TZ).astimezone(UTC)
+
+
+def parse_size(text: str | None) -> int | None:
+    """Bytes in a human size such as ``29.9KB``, ``812B``, ``1.2 MB`` (binary multiples)."""
+    if not text:
+        return None
+    match = _SIZE.match(text)
+    if not match:
+        return None
+    value = float(match.group(1)) * 1024 ** _SIZE_POWER[match.group(2).lower()]
+    return round(value) if value <= MAX_BIGINT else None
+
+
+def record_id_of(item: object) -> int | None:
+    """The usable id of a raw item, or None (used by the pager to place the cursor)."""
+    if not isinstance(item, dict):
+        return None
+    return _record_id(item.get("id", _MISSING))[0]
+
+
+_MISSING = object()
+
+
+def _record_id(value: object) -> tuple[int | None, str]:
+    if value is _MISSING:
+        return None, "record has no id"
+    if value is None:
+        return None, "record id is null"
+    if isinstance(value, bool):
+        return None, f"record id is a boolean ({value!r})"
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            return None, f"record id {value[:40]!r} is not an integer"
+        value = int(value.strip())
+    if isinstance(value, float):
+        return None, f"record id {value!r} is not an integer"
+    if not isinstance(value, int):
+        return None, f"record id is a JSON {_json_kind(value)}, not an integer"
+    if value <= 0:
+        return None, f"record id {value} is not positive"
+    if value > MAX_BIGINT:
+        return None, f"record id {value} does not fit a 64-bit integer"
+    return value, ""
+
+
+def _unstorable(value: object, depth: int = 0) -> str:
+    """Why a database could not store this JSON value ('' when it can)."""
+    if depth > _MAX_DEPTH:
+        return f"record is nested deeper than {_MAX_DEPTH} levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "record holds a NUL character, which PostgreSQL cannot store"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "record holds an unpaired UTF-16 surrogate (invalid Unicode)"
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"record holds a non-finite number ({value})"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            why = _unstorable(key, depth + 1) or _unstorable(item, depth + 1)
+            if why:
+                return why
+    elif isinstance(value, list):
+        for item in value:
+            why = _unstorable(item, depth + 1)
+            if why:
+                return why
+    return ""
+
+
+def _file_content(value: object) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+        if isinstance(decoded, dict):
+            return decoded
+    return {}
+
+
+def _file_type(declared: str | None, name: str | None, url: str | None) -> str | None:
+    if declared:
+        return declared.strip().lower().lstrip(".")[:32] or None
+    for candidate in (name, url):
+        if candidate and "." in candidate.rsplit("/", 1)[-1]:
+            ext = candidate.rsplit(".", 1)[-1].strip().lower()
+            if ext.isalnum() and len(ext) <= 10:
+                return ext
+    return None
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _bigint(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and -MAX_BIGINT - 1 <= value <= MAX_BIGINT:
+        return value
+    return None
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def _reject(item: object, reason: str) -> RejectedRecord:
+    raw_id = item.get("id") if isinstance(item, dict) else None
+    return RejectedRecord(
+        reason=reason,
+        payload=to_json_text(item),
+        record_id=None if raw_id is None else str(raw_id)[:64],
+    )
+
+
+def to_json_text(value: object) -> str:
+    """JSON text of any decoded value, lossless where JSON allows (NaN kept as NaN)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (ValueError, RecursionError):
+        return repr(value)[:100_000]

@@ -1,0 +1,125 @@
+"""Classifying one HTTP answer of the list endpoint. Pure: status, headers and bytes in, a page
+or a typed error out, so every odd answer a gateway can give is unit-testable without a socket."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sync.errors import (
+    ClockSkew,
+    ConfigError,
+    CredentialsRejected,
+    CustomerError,
+    TransientError,
+)
+
+CODE_OK = 0
+CODE_GENERIC = 1000
+CODE_BAD_SIGN = 1002
+CODE_BAD_TIME = 1003
+
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class FilePage:
+    """The parts of a successful answer the engine uses; ``items`` are still raw JSON values."""
+
+    items: list[object]
+    reported_page_size: int | None
+    total_count: int | None
+
+
+def classify_response(
+    status: int,
+    body: bytes,
+    *,
+    retry_after: float | None = None,
+    server_time_ms: int | None = None,
+) -> FilePage:
+    """A page, or raise the error that says what to do about this answer."""
+    if status != 200:
+        _raise_for_status(status, body, retry_after)
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise CustomerError("response JSON is nested too deeply to read") from None
+    except ValueError:
+        if _looks_like_html(body):
+            raise TransientError("HTTP 200 with an HTML page instead of JSON") from None
+        raise TransientError(
+            f"response is not valid JSON ({len(body)} bytes; truncated?)"
+        ) from None
+    if not isinstance(document, dict):
+        raise TransientError("response JSON is not an object")
+
+    code = document.get("code")
+    message = _short(document.get("message"))
+    if code == CODE_BAD_SIGN:
+        raise CredentialsRejected(
+            "the API rejected the request signature (code 1002): check TANMA_APP_ID and "
+            f"TANMA_APP_KEY{_api_says(message)}"
+        )
+    if code == CODE_BAD_TIME:
+        raise ClockSkew(
+            f"the API says the request time is off (code 1003){_api_says(message)}",
+            server_time_ms=server_time_ms,
+        )
+    if code != CODE_OK:
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise TransientError("response has no numeric code")
+        raise TransientError(f"API error code {code}{_api_says(message)}")
+
+    data = document.get("data")
+    if data is None:
+        return FilePage(items=[], reported_page_size=None, total_count=None)
+    if not isinstance(data, dict):
+        raise TransientError("response field data is not an object")
+    items = data.get("result")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise TransientError("response field data.result is not a list")
+    return FilePage(
+        items=items,
+        reported_page_size=_positive_int(data.get("pageSize")),
+        total_count=_positive_int(data.get("totalCount")),
+    )
+
+
+def _raise_for_status(status: int, body: bytes, retry_after: float | None) -> None:
+    kind = " (HTML page)" if _looks_like_html(body) else ""
+    if status >= 500 or status in _RETRYABLE_4XX:
+        raise TransientError(f"HTTP {status}{kind}", retry_after=retry_after)
+    if status in (401, 403):
+        raise CredentialsRejected(
+            f"the API refused access (HTTP {status}): check TANMA_APP_ID, TANMA_APP_KEY and "
+            "that this host may call the API"
+        )
+    if status in (404, 405):
+        raise ConfigError(
+            f"the API answered HTTP {status} for the list endpoint: check TANMA_BASE_URL"
+        )
+    raise CustomerError(f"HTTP {status}{kind}")
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head
+
+
+def _short(message: object, limit: int = 200) -> str:
+    if not isinstance(message, str):
+        return ""
+    return message if len(message) <= limit else message[:limit] + "…"
+
+
+def _api_says(message: str) -> str:
+    return f"; the API says: {message}" if message else ""
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None

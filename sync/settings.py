@@ -1,0 +1,104 @@
+"""Settings, from the environment and from ``.env`` in the working directory.
+
+Every setting is named exactly as its environment variable; ``.env.example`` lists them all.
+A missing or malformed setting becomes one line that names it (``ConfigError``), never a trace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sync.durations import parse_duration
+from sync.errors import ConfigError
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+# Settings whose values must never be echoed back, not even in an error about them.
+SECRET_SETTINGS = frozenset({"tanma_app_key"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    tanma_base_url: str = "https://account.tanmarket.cn/apiServer"
+    tanma_app_id: str = ""
+    tanma_app_key: SecretStr = SecretStr("")
+    tanma_send_app_key_header: bool = False
+    tanma_request_timeout: Duration = Field(default=30.0, gt=0)
+    tanma_ca_bundle: Path | None = None
+    # Record ids are (ms since 2015-01-01 +08:00) × 2048 + a sequence number: the vendor's own
+    # sample records fit that exactly. Used only to turn SYNC_LOOKBACK into an id distance.
+    tanma_id_units_per_second: int = Field(default=2_048_000, gt=0)
+
+    sync_database_url: str = "sqlite:///tanma_mirror.db"
+    sync_page_size: int = Field(default=100, ge=1, le=10_000)
+    sync_concurrency: int = Field(default=4, ge=1, le=256)
+    sync_rate_limit: float = Field(default=10.0, gt=0)
+    sync_lookback: Duration = 600.0
+    sync_max_attempts: int = Field(default=5, ge=1, le=100)
+    sync_backoff_base: Duration = 0.5
+    sync_backoff_max: Duration = 30.0
+    sync_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    sync_stop_on_short_page: bool = True
+    sync_log_format: Literal["auto", "console", "json", "logfmt"] = "auto"
+    sync_log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("tanma_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("sync_log_format", "sync_log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("tanma_ca_bundle")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @property
+    def lookback_ids(self) -> int:
+        """SYNC_LOOKBACK as a distance in record-id units."""
+        return int(self.sync_lookback * self.tanma_id_units_per_second)
+
+    def require_credentials(self) -> None:
+        """Commands that call the API need both halves of the credentials."""
+        missing = [
+            name
+            for name, value in (
+                ("TANMA_APP_ID", self.tanma_app_id),
+                ("TANMA_APP_KEY", self.tanma_app_key.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"setting {' and '.join(missing)} is not set (see .env.example)")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and ``.env``; ``overrides`` win. Raises ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    message = first["msg"].removeprefix("Value error, ")
+    shown = "" if field in SECRET_SETTINGS else f" (got {first.get('input')!r})"
+    more = f"; and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+    return f"setting {field.upper()}: {message}{shown}{more}"
