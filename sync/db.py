@@ -1,0 +1,165 @@
+"""Engines and migrations. Users write plain ``sqlite:///…`` or ``postgresql://…`` URLs; the
+async driver is picked here. Schema changes happen only through the Alembic scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+import sync
+from sync.errors import ConfigError, FatalError
+
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+# Any constant works; it only has to be the same for every tanma-sync process.
+_MIGRATION_LOCK_KEY = 0x7A4D_5359
+
+
+def async_url(url: str) -> URL:
+    """The SQLAlchemy URL with the async driver for a plain database URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"setting SYNC_DATABASE_URL: {url!r} is not a database URL") from None
+    backend = "postgresql" if parsed.get_backend_name() in ("postgres", "postgresql") else None
+    backend = backend or parsed.get_backend_name()
+    if backend not in _ASYNC_DRIVERS:
+        raise ConfigError(
+            f"setting SYNC_DATABASE_URL: {backend!r} is not supported "
+            "(use sqlite:///path.db or postgresql://user@host/db)"
+        )
+    driver = parsed.get_driver_name()
+    wanted = _ASYNC_DRIVERS[backend]
+    if "+" in parsed.drivername and driver != wanted:
+        raise ConfigError(
+            f"setting SYNC_DATABASE_URL: driver {driver!r} is not async; "
+            f"write {backend}:// (tanma-sync uses {wanted})"
+        )
+    parsed = parsed.set(drivername=f"{backend}+{wanted}")
+    if backend == "postgresql" and "sslmode" in parsed.query:
+        # libpq spells it sslmode; asyncpg takes the same values as ssl.
+        query = dict(parsed.query)
+        query["ssl"] = query.pop("sslmode")
+        parsed = parsed.set(query=query)
+    return parsed
+
+
+def create_engine(url: str) -> AsyncEngine:
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        return _sqlite_engine(target)
+    return create_async_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    # One connection: SQLite has a single writer anyway, and queueing in the pool is cheaper and
+    # clearer than lock retries between our own connections.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=600)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Take transaction control from the driver so BEGIN is ours (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",  # analysts can read while a sync writes
+            "PRAGMA synchronous=NORMAL",  # durable across process crashes in WAL mode
+            "PRAGMA busy_timeout=30000",  # another process writing: wait, don't fail
+            "PRAGMA foreign_keys=ON",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so two processes queue on busy_timeout
+        # instead of deadlocking when a read transaction tries to upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: inside the package when installed, at the top of a source tree."""
+    package = Path(sync.__file__).resolve().parent
+    for candidate in (package / "migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FatalError(f"the migration scripts are missing (looked in {package})")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(
+            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+        )
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Apply pending migrations; returns (revision before, revision after)."""
+    before = await _checked_revision(engine)
+    try:
+        async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two processes starting at once must not both create the tables.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            await conn.run_sync(
+                lambda sync_conn: command.upgrade(alembic_config(sync_conn), revision)
+            )
+    except CommandError as exc:
+        raise FatalError(f"database migration failed: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise FatalError(f"database migration failed: {describe_db_error(exc)}") from None
+    return before, await current_revision(engine)
+
+
+async def _checked_revision(engine: AsyncEngine) -> str | None:
+    try:
+        current = await current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise FatalError(f"cannot open the database: {describe_db_error(exc)}") from None
+    except OSError as exc:
+        raise FatalError(f"cannot open the database: {exc}") from None
+    script = ScriptDirectory.from_config(alembic_config())
+    if current is not None and script.get_revision(current) is None:
+        raise FatalError(
+            f"the database is at schema revision {current}, which this version of tanma-sync "
+            "does not know: it was migrated by a newer version"
+        )
+    return current
+
+
+async def pending_revisions(engine: AsyncEngine) -> bool:
+    return await _checked_revision(engine) != head_revision()
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """One line about a database error, without the SQL and parameters SQLAlchemy appends."""
+    original = getattr(exc, "orig", None) or exc
+    first = (
+        str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    )
+    return first[:300]

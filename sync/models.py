@@ -1,0 +1,185 @@
+"""The mirror's tables. Alembic migrations create them; a test checks the two agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: timestamptz on PostgreSQL; on SQLite, which has no zone, always UTC text.
+
+    Values go in aware (any zone) and come out aware in UTC on both databases.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC timestamp column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
+SurrogateKey = BigInteger().with_variant(Integer(), "sqlite")
+JSONDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Customer(Base):
+    """A customer whose files are mirrored; known by Tanmarket id, WeCom external id, or both."""
+
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint(
+            "customer_id IS NOT NULL OR external_user_id IS NOT NULL", name="identified"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    external_user_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    sales_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+
+
+class CustomerFile(Base):
+    """One file record, keyed by the API's record id."""
+
+    __tablename__ = "customer_files"
+    __table_args__ = (
+        Index(None, "customer_id", "create_time"),
+        Index(None, "create_time"),
+        Index(None, "source_customer_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The customers row whose file list this record came from (used to spot vanished records).
+    source_customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE")
+    )
+    corp_id: Mapped[str | None] = mapped_column(Text)
+    sales_id: Mapped[int | None] = mapped_column(BigInteger)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    create_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    file_name: Mapped[str | None] = mapped_column(Text)
+    file_url: Mapped[str | None] = mapped_column(Text)
+    file_type: Mapped[str | None] = mapped_column(String(32))
+    file_size_text: Mapped[str | None] = mapped_column(Text)
+    file_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    file_store_id: Mapped[str | None] = mapped_column(Text)
+    operator_id: Mapped[int | None] = mapped_column(BigInteger)
+    author_name: Mapped[str | None] = mapped_column(Text)
+    follow_content: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CustomerSyncState(Base):
+    """One small row per customer: the persisted ``CustomerCursor`` and the last outcome."""
+
+    __tablename__ = "customer_sync_state"
+
+    customer_ref: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    high_water_id: Mapped[int | None] = mapped_column(BigInteger)
+    pass_cursor_id: Mapped[int | None] = mapped_column(BigInteger)
+    pass_top_id: Mapped[int | None] = mapped_column(BigInteger)
+    pass_floor_id: Mapped[int | None] = mapped_column(BigInteger)
+    pass_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pass_full: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SyncRun(Base):
+    """One pass of `run`, `backfill` or `backfill --full` over the selected customers."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index(None, "started_at"),)
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | partial | failed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    customers_total: Mapped[int] = mapped_column(Integer, default=0)
+    customers_ok: Mapped[int] = mapped_column(Integer, default=0)
+    customers_failed: Mapped[int] = mapped_column(Integer, default=0)
+    records_inserted: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_deleted: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    retries: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    error_summary: Mapped[str | None] = mapped_column(Text)
+
+
+class RejectedRecordRow(Base):
+    """An item set aside, verbatim, with the reason; one row per distinct payload per customer."""
+
+    __tablename__ = "rejected_records"
+    __table_args__ = (UniqueConstraint("customer_ref", "payload_sha256"),)
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    customer_ref: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    record_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    first_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
