@@ -1,0 +1,389 @@
+"""The ``tanma-sync`` command line: a thin shell over the engine, the store and the simulator.
+
+Exit status: 0 all done; 3 partial (customers failed or records rejected); 1 fatal
+(settings, credentials, database); 2 usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sync import db
+from sync.customers_file import CustomerRow, CustomersFileError, parse_customers
+from sync.errors import ConfigError, SyncError
+from sync.logs import configure_logging
+from sync.pager import PassMode
+from sync.service import describe_report, open_store, sync_pass
+from sync.settings import Settings, load_settings
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    help="Mirror Tanmarket (探马 SCRM) customer files into SQLite or PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The mirror database's schema.", no_args_is_help=True)
+customers_app = typer.Typer(help="The customers whose files are mirrored.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(customers_app, name="customers")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+T = TypeVar("T")
+
+
+class _Options:
+    migrate = True
+
+
+@app.callback()
+def _main(
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply pending migrations on start.")
+    ] = False,
+) -> None:
+    _Options.migrate = not no_migrate
+
+
+def _execute(body: Callable[[Settings], Awaitable[int]], **overrides: Any) -> None:
+    """Load settings, run ``body``, and turn every failure into one line and an exit status."""
+    try:
+        settings = load_settings(**overrides)
+        configure_logging(
+            settings.sync_log_format,
+            settings.sync_log_level,
+            secrets=[settings.tanma_app_key.get_secret_value()],
+        )
+        code = asyncio.run(body(settings))
+    except SyncError as exc:
+        err.print(f"error: {exc}", markup=False)
+        code = EXIT_FATAL
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        code = 130
+    raise typer.Exit(code)
+
+
+def _store(settings: Settings):  # type: ignore[no-untyped-def]
+    return open_store(settings, migrate=_Options.migrate)
+
+
+# -- db ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (creates the tables on a new database)."""
+
+    async def body(settings: Settings) -> int:
+        engine = db.create_engine(settings.sync_database_url)
+        try:
+            before, after = await db.upgrade(engine)
+        finally:
+            await engine.dispose()
+        if before == after:
+            out.print(f"database is up to date (revision {after})")
+        else:
+            out.print(f"database upgraded: {before or 'empty'} -> {after}")
+        return EXIT_OK
+
+    _execute(body)
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+@customers_app.command("import")
+def customers_import(
+    path: Annotated[Path, typer.Argument(help="CSV with a header, or JSON Lines.")],
+) -> None:
+    """Add or update customers from a file; importing the same file twice changes nothing."""
+
+    async def body(settings: Settings) -> int:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            rows, problems = parse_customers(data, path.name)
+        except CustomersFileError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        async with _store(settings) as store:
+            counts = await store.import_customers(rows)
+        for problem in problems:
+            err.print(f"{path}: {problem} (line skipped)", markup=False)
+        out.print(
+            f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged, "
+            f"{len(problems)} lines skipped"
+        )
+        return EXIT_PARTIAL if problems else EXIT_OK
+
+    _execute(body)
+
+
+@customers_app.command("add")
+def customers_add(
+    customer_id: Annotated[int | None, typer.Option(help="Tanmarket customer id.")] = None,
+    external_user_id: Annotated[str | None, typer.Option(help="WeCom external contact id.")] = None,
+    user_id: Annotated[str | None, typer.Option(help="WeCom userId of the sales person.")] = None,
+    sales_id: Annotated[int | None, typer.Option(help="Tanmarket sales id.")] = None,
+) -> None:
+    """Add (or update) one customer."""
+    if customer_id is None and external_user_id is None:
+        err.print("error: give --customer-id or --external-user-id (or both)")
+        raise typer.Exit(EXIT_USAGE)
+    row = CustomerRow(customer_id, user_id, external_user_id, sales_id)
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings) as store:
+            counts = await store.import_customers([row])
+        out.print("added" if counts.added else "updated" if counts.updated else "unchanged")
+        return EXIT_OK
+
+    _execute(body)
+
+
+@customers_app.command("list")
+def customers_list() -> None:
+    """List the customers, with how many files each has in the mirror."""
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings) as store:
+            rows = await store.customers()
+        table = Table("customer_id", "external_user_id", "user_id", "sales_id")
+        for c in rows:
+            table.add_row(
+                *(
+                    str(v) if v is not None else ""
+                    for v in (c.customer_id, c.external_user_id, c.user_id, c.sales_id)
+                )
+            )
+        out.print(table)
+        out.print(f"{len(rows)} customers")
+        return EXIT_OK
+
+    _execute(body)
+
+
+# -- sync ----------------------------------------------------------------------------------
+
+CustomerOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--customer", help="Only this customer (customer_id or external_user_id); repeatable."
+    ),
+]
+
+
+@app.command()
+def backfill(
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Re-read everything; mark records gone upstream as deleted."),
+    ] = False,
+    customer: CustomerOption = None,
+) -> None:
+    """Walk every customer's whole file list (resumes an interrupted walk)."""
+    _execute(lambda s: _sync(s, PassMode.FULL if full else PassMode.BACKFILL, customer or []))
+
+
+@app.command()
+def run(customer: CustomerOption = None) -> None:
+    """Incremental pass: fetch what is new since the last pass (one request per quiet customer)."""
+    _execute(lambda s: _sync(s, PassMode.INCREMENTAL, customer or []))
+
+
+async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int:
+    async with _store(settings) as store:
+        report = await sync_pass(settings, store, mode, selectors)
+    out.print(describe_report(report), markup=False)
+    for failure in report.failures[:20]:
+        err.print(f"  failed: {failure}", markup=False)
+    if len(report.failures) > 20:
+        err.print(f"  … and {len(report.failures) - 20} more (see `tanma-sync status`)")
+    return EXIT_PARTIAL if report.status == "partial" else EXIT_OK
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    limit: Annotated[int, typer.Option(help="Show at most this many customers.")] = 50,
+    runs: Annotated[int, typer.Option(help="Show this many recent runs.")] = 5,
+) -> None:
+    """Per-customer sync state and the last runs."""
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings) as store:
+            customers = await store.customer_status(limit)
+            recent = await store.recent_runs(runs)
+            totals = await store.totals()
+        table = Table(
+            "customer",
+            "files",
+            "newest file (UTC+8)",
+            "state",
+            "last success",
+            "last error",
+            title="customers",
+        )
+        for row in customers:
+            state = (
+                "syncing (resumes)"
+                if row["pass_cursor_id"]
+                else "complete"
+                if row["high_water_id"]
+                else "never synced"
+                if not row["last_success_at"]
+                else "complete (empty)"
+            )
+            table.add_row(
+                str(row["customer_id"] or f"ext:{row['external_user_id']}"),
+                str(row["files"]),
+                _china_time(row["newest"]),
+                state,
+                _china_time(row["last_success_at"]),
+                (row["last_error"] or "")[:60],
+            )
+        out.print(table)
+        run_table = Table(
+            "run",
+            "mode",
+            "status",
+            "started (UTC+8)",
+            "customers ok/failed",
+            "new",
+            "updated",
+            "rejected",
+            "deleted",
+            "requests",
+            title="recent runs",
+        )
+        for r in recent:
+            run_table.add_row(
+                str(r["id"]),
+                r["mode"],
+                r["status"],
+                _china_time(r["started_at"]),
+                f"{r['customers_ok']}/{r['customers_failed']}",
+                str(r["records_inserted"]),
+                str(r["records_updated"]),
+                str(r["records_rejected"]),
+                str(r["records_deleted"]),
+                str(r["requests"]),
+            )
+        out.print(run_table)
+        out.print(
+            f"{totals['customers']} customers, {totals['files']} files mirrored, "
+            f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
+        )
+        return EXIT_OK
+
+    _execute(body)
+
+
+def _china_time(value: Any) -> str:
+    from sync.records import CHINA_TZ
+
+    return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+# -- simulator and demo --------------------------------------------------------------------
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Listen address (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port (0 picks a free one).")] = 8765,
+    customers: Annotated[int, typer.Option(help="Customers in the generated data set.")] = 200,
+    mean_files: Annotated[float, typer.Option(help="Mean files per customer.")] = 20.0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data set.")] = 1,
+    poison_rate: Annotated[float, typer.Option(help="Share of malformed records.")] = 0.0,
+    page_size_cap: Annotated[
+        int, typer.Option(help="Most records the server returns per page.")
+    ] = 100,
+    latency_ms: Annotated[float, typer.Option(help="Added latency per request.")] = 0.0,
+    rate_limit: Annotated[float | None, typer.Option(help="Requests/s before HTTP 429.")] = None,
+    app_id: Annotated[str, typer.Option(help="The app id it accepts.")] = "demo-app",
+    app_key: Annotated[
+        str, typer.Option(help="The app key it verifies signatures with.")
+    ] = "demo-key",
+) -> None:
+    """Serve a simulated Tanmarket API with generated data (for trying things out)."""
+    from sync.sim import SimConfig, SimDataset, Simulator
+
+    async def serve() -> None:
+        dataset = SimDataset(
+            seed=seed, customers=customers, mean_files=mean_files, poison_rate=poison_rate
+        )
+        config = SimConfig(
+            app_id=app_id,
+            app_key=app_key,
+            page_size_cap=page_size_cap,
+            latency_ms=latency_ms,
+            rate_limit=rate_limit,
+        )
+        simulator = Simulator(dataset, config)
+        base_url = await simulator.start(host, port)
+        out.print(f"simulator listening on {base_url} ({customers} customers)")
+        out.print(
+            f"  TANMA_BASE_URL={base_url} TANMA_APP_ID={app_id} TANMA_APP_KEY=<the --app-key>"
+        )
+        out.print(f"  customers file: {base_url}/_sim/customers.csv   stats: {base_url}/_sim/stats")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await simulator.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror}", markup=False)
+        raise typer.Exit(EXIT_FATAL) from None
+
+
+@app.command()
+def demo(
+    database: Annotated[Path, typer.Option(help="SQLite file to mirror into (recreated).")] = Path(
+        "tanma_demo.db"
+    ),
+    customers: Annotated[int, typer.Option(help="Customers in the demo data set.")] = 300,
+) -> None:
+    """Start the simulator, import its customers, backfill, then run an incremental pass."""
+    from sync.demo import run_demo
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    _execute(
+        lambda s: run_demo(s, customers, out),
+        sync_database_url=f"sqlite:///{database}",
+        tanma_app_id="demo-app",
+        tanma_app_key="demo-key",
+        tanma_base_url="http://127.0.0.1",  # replaced by the simulator's address
+        sync_rate_limit=2000,
+        sync_concurrency=8,
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: one line, never a trace
+        print(f"error: internal error ({type(exc).__name__}: {exc})", file=sys.stderr)
+        sys.exit(EXIT_FATAL)

@@ -1,0 +1,242 @@
+"""The HTTP shell around the list endpoint: signs, rate-limits, retries, classifies.
+
+One ``AsyncLimiter`` caps the request rate for the whole process (every attempt, retries
+included); the engine's worker count caps concurrency. What an answer *means* is decided by the
+pure ``classify_response``; this module only moves bytes and counts.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from sync.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
+from sync.responses import FilePage, classify_response
+from sync.settings import Settings
+from sync.signing import encode_body, signed_headers
+from sync.store import CustomerKey
+
+LIST_FILES_PATH = "/api/v3/customer/list-file-of-customer"
+
+log = structlog.get_logger("tanma_sync.client")
+
+
+class TanmaClient:
+    """Use as ``async with TanmaClient(settings) as client``."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.require_credentials()
+        self._settings = settings
+        self._app_id = settings.tanma_app_id
+        self._app_key = settings.tanma_app_key.get_secret_value()
+        self._url = settings.tanma_base_url + LIST_FILES_PATH
+        # Capacity 1: requests are spaced evenly, never bunched above the limit in any window.
+        self._limiter = AsyncLimiter(1, 1.0 / settings.sync_rate_limit)
+        self._backoff = wait_random_exponential(
+            multiplier=settings.sync_backoff_base, max=settings.sync_backoff_max
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self.clock_offset_ms = 0
+        self.requests = 0
+        self.retries = 0
+        self.outcomes: Counter[str] = Counter()
+        self.rate_limit_waits = 0
+
+    async def __aenter__(self) -> TanmaClient:
+        timeout = aiohttp.ClientTimeout(
+            total=self._settings.tanma_request_timeout,
+            connect=min(10.0, self._settings.tanma_request_timeout),
+        )
+        connector = aiohttp.TCPConnector(
+            limit=self._settings.sync_concurrency * 2, ssl=self._ssl_context()
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, connector=connector, trust_env=True, raise_for_status=False
+        )
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        bundle = self._settings.tanma_ca_bundle
+        if bundle is None:
+            return True  # aiohttp's default: verify against the system's trust store
+        try:
+            return ssl.create_default_context(cafile=str(bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"setting TANMA_CA_BUNDLE: cannot load {bundle}: {exc}") from None
+
+    async def list_files(
+        self, customer: CustomerKey, last_id: int | None, page_size: int
+    ) -> FilePage:
+        """One page of a customer's files, retried on transient failures."""
+        payload = request_payload(customer, last_id, page_size)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._settings.sync_max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            before_sleep=self._before_retry(customer),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._post_once(payload)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _post_once(self, payload: dict[str, Any]) -> FilePage:
+        assert self._session is not None, "use TanmaClient as an async context manager"
+        if self._limiter.has_capacity():
+            await self._limiter.acquire()
+        else:
+            self.rate_limit_waits += 1
+            await self._limiter.acquire()
+        # Serialised once; these exact bytes are signed and sent.
+        body = encode_body(payload)
+        headers = signed_headers(
+            self._app_id,
+            self._app_key,
+            body,
+            int(time.time() * 1000) + self.clock_offset_ms,
+            send_app_key=self._settings.tanma_send_app_key_header,
+        )
+        self.requests += 1
+        try:
+            async with self._session.post(self._url, data=body, headers=headers) as response:
+                content = await self._read_limited(response)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                server_ms = parse_http_date(response.headers.get("Date"))
+                status = response.status
+        except TimeoutError:
+            self.outcomes["timeout"] += 1
+            raise TransientError(
+                f"no answer within {self._settings.tanma_request_timeout:g}s"
+            ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise FatalError(
+                f"the TLS certificate of {exc.host} is not trusted ({exc.certificate_error}); "
+                "set TANMA_CA_BUNDLE to a CA file that signs it"
+            ) from None
+        except aiohttp.InvalidURL:
+            raise ConfigError(
+                f"setting TANMA_BASE_URL: {self._settings.tanma_base_url!r} is not a valid URL"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self.outcomes["connection"] += 1
+            raise TransientError(f"connection failed ({type(exc).__name__})") from None
+        try:
+            page = classify_response(
+                status, content, retry_after=retry_after, server_time_ms=server_ms
+            )
+        except ClockSkew as exc:
+            self.outcomes["clock_skew"] += 1
+            if exc.server_time_ms is not None:
+                self.clock_offset_ms = exc.server_time_ms - int(time.time() * 1000)
+                log.warning("clock_corrected", offset_ms=self.clock_offset_ms)
+            raise
+        except TransientError:
+            self.outcomes[f"http_{status}" if status != 200 else "bad_answer"] += 1
+            raise
+        except Exception:
+            self.outcomes["refused"] += 1
+            raise
+        self.outcomes["ok"] += 1
+        return page
+
+    async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._settings.sync_max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise CustomerError(
+                f"response of {response.content_length} bytes refused "
+                f"(SYNC_MAX_RESPONSE_BYTES={limit})"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise CustomerError(f"response larger than SYNC_MAX_RESPONSE_BYTES={limit} refused")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ClockSkew) and error.server_time_ms is not None:
+            return 0.0  # the offset is corrected: the next attempt should pass at once
+        backoff = self._backoff(state)
+        retry_after = getattr(error, "retry_after", None)
+        # A Retry-After of zero (or in the past) still backs off: the server is under load.
+        return max(backoff, retry_after or 0.0)
+
+    def _before_retry(self, customer: CustomerKey):  # type: ignore[no-untyped-def]
+        def hook(state: RetryCallState) -> None:
+            self.retries += 1
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.info(
+                "retrying",
+                customer=customer.label,
+                attempt=state.attempt_number,
+                reason=str(error),
+                wait_s=round(wait, 3),
+            )
+
+        return hook
+
+
+def request_payload(customer: CustomerKey, last_id: int | None, page_size: int) -> dict[str, Any]:
+    """The request body: whatever identifies the customer, the page size and the cursor."""
+    payload: dict[str, Any] = {}
+    if customer.customer_id is not None:
+        payload["customerId"] = customer.customer_id
+    if customer.external_user_id is not None:
+        payload["externalUserId"] = customer.external_user_id
+    if customer.user_id is not None:
+        payload["userId"] = customer.user_id
+    if customer.sales_id is not None:
+        payload["salesId"] = customer.sales_id
+    payload["pageSize"] = page_size
+    if last_id is not None:
+        payload["lastId"] = last_id
+    return payload
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    when = parse_http_date(value)
+    if when is None:
+        return None
+    return max(0.0, when / 1000 - time.time())
+
+
+def parse_http_date(value: str | None) -> int | None:
+    """Epoch milliseconds of an HTTP date header, or None."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return int(parsed.timestamp() * 1000)

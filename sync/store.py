@@ -1,0 +1,446 @@
+"""Every database operation of the engine and the CLI, behind one narrow layer.
+
+The engine hands whole pages here; ``save_page`` writes a page's rows, its rejected items and the
+customer's cursor in one transaction, so the mirror and the cursor can never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sync.customers_file import CustomerRow
+from sync.models import (
+    Customer,
+    CustomerFile,
+    CustomerSyncState,
+    RejectedRecordRow,
+    SyncRun,
+    utc_now,
+)
+from sync.pager import CustomerCursor, VanishedCheck
+from sync.records import FileRecord, RejectedRecord
+
+_FILE_DATA_COLUMNS = (
+    "source_customer_id",
+    "corp_id",
+    "sales_id",
+    "customer_id",
+    "create_time",
+    "file_name",
+    "file_url",
+    "file_type",
+    "file_size_text",
+    "file_size_bytes",
+    "file_store_id",
+    "operator_id",
+    "author_name",
+    "follow_content",
+    "raw",
+)
+_CURSOR_COLUMNS = (
+    "high_water_id",
+    "pass_cursor_id",
+    "pass_top_id",
+    "pass_floor_id",
+    "pass_started_at",
+    "pass_full",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerKey:
+    """A customer as the engine needs it: the mirror's row id and what identifies it upstream."""
+
+    ref: int
+    customer_id: int | None
+    external_user_id: str | None
+    user_id: str | None
+    sales_id: int | None
+
+    @property
+    def label(self) -> str:
+        return (
+            str(self.customer_id)
+            if self.customer_id is not None
+            else f"ext:{self.external_user_id}"
+        )
+
+
+@dataclass(slots=True)
+class PageCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    added: int
+    updated: int
+    unchanged: int
+
+
+class MirrorStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    # -- customers -------------------------------------------------------------------------
+
+    async def import_customers(self, rows: Sequence[CustomerRow]) -> ImportCounts:
+        """Upsert customers, matched by customer_id, else by external_user_id. Idempotent."""
+        added = updated = unchanged = 0
+        async with self.engine.begin() as conn:
+            existing = (await conn.execute(select(Customer.__table__))).mappings().all()
+            by_id = {r["customer_id"]: dict(r) for r in existing if r["customer_id"] is not None}
+            by_ext = {
+                r["external_user_id"]: dict(r)
+                for r in existing
+                if r["external_user_id"] is not None
+            }
+            now = utc_now()
+            for row in rows:
+                match = by_id.get(row.customer_id) if row.customer_id is not None else None
+                if match is None and row.external_user_id is not None:
+                    match = by_ext.get(row.external_user_id)
+                given = {k: v for k, v in _customer_fields(row).items() if v is not None}
+                if match is None:
+                    values = {**_customer_fields(row), "created_at": now, "updated_at": now}
+                    result = await conn.execute(
+                        Customer.__table__.insert().values(values).returning(Customer.id)
+                    )
+                    record = {**values, "id": result.scalar_one()}
+                    added += 1
+                elif any(match[k] != v for k, v in given.items()):
+                    await conn.execute(
+                        update(Customer)
+                        .where(Customer.id == match["id"])
+                        .values(**given, updated_at=now)
+                    )
+                    record = {**match, **given}
+                    updated += 1
+                else:
+                    unchanged += 1
+                    continue
+                if record["customer_id"] is not None:
+                    by_id[record["customer_id"]] = record
+                if record["external_user_id"] is not None:
+                    by_ext[record["external_user_id"]] = record
+        return ImportCounts(added, updated, unchanged)
+
+    async def customers(self, selectors: Sequence[str] = ()) -> list[CustomerKey]:
+        """All customers in id order, or those whose customer_id or external_user_id is named."""
+        query = select(Customer).order_by(Customer.id)
+        if selectors:
+            numeric = [int(s) for s in selectors if s.isdigit()]
+            query = query.where(
+                or_(Customer.customer_id.in_(numeric), Customer.external_user_id.in_(selectors))
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            CustomerKey(r.id, r.customer_id, r.external_user_id, r.user_id, r.sales_id)
+            for r in rows
+        ]
+
+    # -- sync state ------------------------------------------------------------------------
+
+    async def load_cursor(self, customer_ref: int) -> CustomerCursor:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(CustomerSyncState).where(CustomerSyncState.customer_ref == customer_ref)
+                )
+            ).first()
+        if row is None:
+            return CustomerCursor()
+        return CustomerCursor(**{name: getattr(row, name) for name in _CURSOR_COLUMNS})
+
+    async def save_page(
+        self,
+        customer: CustomerKey,
+        records: Sequence[FileRecord],
+        rejected: Sequence[RejectedRecord],
+        cursor: CustomerCursor,
+        *,
+        run_id: int | None,
+        completed: bool,
+        vanished: VanishedCheck | None = None,
+    ) -> PageCounts:
+        """One page in one transaction: its rows, its rejected items and the new cursor."""
+        now = utc_now()
+        counts = PageCounts()
+        async with self.engine.begin() as conn:
+            if records:
+                await self._upsert_files(conn, customer.ref, records, now, counts)
+            if rejected:
+                await self._set_aside(conn, customer.ref, rejected, run_id, now)
+                counts.rejected = len(rejected)
+            if vanished is not None:
+                result = await conn.execute(
+                    update(CustomerFile)
+                    .where(
+                        CustomerFile.source_customer_id == customer.ref,
+                        CustomerFile.id <= vanished.top_id,
+                        CustomerFile.last_seen_at < vanished.seen_since,
+                        CustomerFile.deleted_at.is_(None),
+                    )
+                    .values(deleted_at=now)
+                )
+                counts.deleted = result.rowcount
+            outcome: dict[str, Any] = {"last_attempt_at": now}
+            if completed:
+                outcome |= {
+                    "last_success_at": now,
+                    "last_error": None,
+                    "last_error_at": None,
+                    "consecutive_failures": 0,
+                }
+            await self._write_state(conn, customer.ref, _cursor_values(cursor) | outcome)
+        return counts
+
+    async def record_failure(self, customer_ref: int, reason: str) -> None:
+        """The pass for this customer stopped; its cursor stays where the last page left it."""
+        now = utc_now()
+        async with self.engine.begin() as conn:
+            table = CustomerSyncState.__table__
+            stmt = self._insert(table).values(
+                customer_ref=customer_ref,
+                pass_full=False,
+                last_attempt_at=now,
+                last_error=reason,
+                last_error_at=now,
+                consecutive_failures=1,
+            )
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[table.c.customer_ref],
+                    set_={
+                        "last_attempt_at": now,
+                        "last_error": reason,
+                        "last_error_at": now,
+                        "consecutive_failures": table.c.consecutive_failures + 1,
+                    },
+                )
+            )
+
+    async def _upsert_files(
+        self,
+        conn: AsyncConnection,
+        customer_ref: int,
+        records: Sequence[FileRecord],
+        now: datetime,
+        counts: PageCounts,
+    ) -> None:
+        # A server that repeats an id within a page would make one statement touch a row twice.
+        unique = list({r.id: r for r in reversed(records)}.values())
+        table = CustomerFile.__table__
+        known = {
+            row.id: row
+            for row in await conn.execute(
+                select(table.c.id, table.c.raw, table.c.deleted_at).where(
+                    table.c.id.in_([r.id for r in unique])
+                )
+            )
+        }
+        for record in unique:
+            before = known.get(record.id)
+            if before is None:
+                counts.inserted += 1
+            elif before.raw != record.raw or before.deleted_at is not None:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+        rows = [_file_values(r, customer_ref, now) for r in unique]
+        stmt = self._insert(table)
+        refreshed = {name: stmt.excluded[name] for name in _FILE_DATA_COLUMNS}
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.id],
+                set_=refreshed | {"last_seen_at": stmt.excluded.last_seen_at, "deleted_at": None},
+            ),
+            rows,
+        )
+
+    async def _set_aside(
+        self,
+        conn: AsyncConnection,
+        customer_ref: int,
+        rejected: Sequence[RejectedRecord],
+        run_id: int | None,
+        now: datetime,
+    ) -> None:
+        table = RejectedRecordRow.__table__
+        rows = {}
+        for item in rejected:
+            digest = hashlib.sha256(item.payload.encode("utf-8", "surrogatepass")).hexdigest()
+            rows[digest] = {
+                "customer_ref": customer_ref,
+                "run_id": run_id,
+                "record_id": item.record_id,
+                "reason": item.reason,
+                "payload": item.payload.encode("utf-8", "backslashreplace").decode(),
+                "payload_sha256": digest,
+                "first_rejected_at": now,
+                "last_rejected_at": now,
+            }
+        stmt = self._insert(table)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.customer_ref, table.c.payload_sha256],
+                set_={
+                    "last_rejected_at": stmt.excluded.last_rejected_at,
+                    "run_id": stmt.excluded.run_id,
+                    "reason": stmt.excluded.reason,
+                },
+            ),
+            list(rows.values()),
+        )
+
+    async def _write_state(
+        self, conn: AsyncConnection, customer_ref: int, values: dict[str, Any]
+    ) -> None:
+        table = CustomerSyncState.__table__
+        stmt = self._insert(table).values(
+            customer_ref=customer_ref, consecutive_failures=0, **values
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(index_elements=[table.c.customer_ref], set_=values)
+        )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def start_run(self, mode: str, customers_total: int) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                SyncRun.__table__.insert()
+                .values(
+                    mode=mode,
+                    status="running",
+                    started_at=utc_now(),
+                    customers_total=customers_total,
+                    **dict.fromkeys(_RUN_COUNTERS, 0),
+                )
+                .returning(SyncRun.id)
+            )
+            return result.scalar_one()
+
+    async def finish_run(
+        self, run_id: int, status: str, totals: dict[str, int], summary: str | None
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(SyncRun)
+                .where(SyncRun.id == run_id)
+                .values(status=status, finished_at=utc_now(), error_summary=summary, **totals)
+            )
+
+    # -- reading the mirror (status, demo, tests) -----------------------------------------
+
+    async def customer_status(self, limit: int | None = None) -> list[dict[str, Any]]:
+        files = (
+            select(
+                CustomerFile.source_customer_id.label("ref"),
+                func.count().label("files"),
+                func.max(CustomerFile.create_time).label("newest"),
+            )
+            .where(CustomerFile.deleted_at.is_(None))
+            .group_by(CustomerFile.source_customer_id)
+            .subquery()
+        )
+        query: Select[Any] = (
+            select(
+                Customer.customer_id,
+                Customer.external_user_id,
+                func.coalesce(files.c.files, 0).label("files"),
+                files.c.newest,
+                CustomerSyncState.high_water_id,
+                CustomerSyncState.pass_cursor_id,
+                CustomerSyncState.last_success_at,
+                CustomerSyncState.last_error,
+                CustomerSyncState.consecutive_failures,
+            )
+            .outerjoin(files, files.c.ref == Customer.id)
+            .outerjoin(CustomerSyncState, CustomerSyncState.customer_ref == Customer.id)
+            .order_by(Customer.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+    async def recent_runs(self, limit: int = 5) -> list[dict[str, Any]]:
+        query = select(SyncRun.__table__).order_by(SyncRun.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+    async def totals(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            live = CustomerFile.deleted_at.is_(None)
+            return {
+                "customers": await conn.scalar(select(func.count()).select_from(Customer)) or 0,
+                "files": await conn.scalar(select(func.count()).where(live)) or 0,
+                "deleted": await conn.scalar(select(func.count()).where(and_(~live))) or 0,
+                "rejected": await conn.scalar(select(func.count()).select_from(RejectedRecordRow))
+                or 0,
+            }
+
+
+_RUN_COUNTERS = (
+    "customers_ok",
+    "customers_failed",
+    "records_inserted",
+    "records_updated",
+    "records_unchanged",
+    "records_rejected",
+    "records_deleted",
+    "requests",
+    "retries",
+    "errors",
+)
+
+
+def _customer_fields(row: CustomerRow) -> dict[str, Any]:
+    return {
+        "customer_id": row.customer_id,
+        "external_user_id": row.external_user_id,
+        "user_id": row.user_id,
+        "sales_id": row.sales_id,
+    }
+
+
+def _cursor_values(cursor: CustomerCursor) -> dict[str, Any]:
+    return {name: getattr(cursor, name) for name in _CURSOR_COLUMNS}
+
+
+def _file_values(record: FileRecord, customer_ref: int, now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "source_customer_id": customer_ref,
+        "corp_id": record.corp_id,
+        "sales_id": record.sales_id,
+        "customer_id": record.customer_id,
+        "create_time": record.create_time,
+        "file_name": record.file_name,
+        "file_url": record.file_url,
+        "file_type": record.file_type,
+        "file_size_text": record.file_size_text,
+        "file_size_bytes": record.file_size_bytes,
+        "file_store_id": record.file_store_id,
+        "operator_id": record.operator_id,
+        "author_name": record.author_name,
+        "follow_content": record.follow_content,
+        "raw": record.raw,
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "deleted_at": None,
+    }
