@@ -143,13 +143,19 @@ async def _checked_revision(engine: AsyncEngine) -> str | None:
         raise FatalError(f"cannot open the database: {describe_db_error(exc)}") from None
     except OSError as exc:
         raise FatalError(f"cannot open the database: {exc}") from None
-    script = ScriptDirectory.from_config(alembic_config())
-    if current is not None and script.get_revision(current) is None:
+    if current is not None and not _known_revision(current):
         raise FatalError(
             f"the database is at schema revision {current}, which this version of tanma-sync "
             "does not know: it was migrated by a newer version"
         )
     return current
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 async def pending_revisions(engine: AsyncEngine) -> bool:

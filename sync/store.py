@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -312,7 +312,7 @@ class MirrorStore:
     ) -> None:
         table = CustomerSyncState.__table__
         stmt = self._insert(table).values(
-            customer_ref=customer_ref, consecutive_failures=0, **values
+            {"consecutive_failures": 0, **values, "customer_ref": customer_ref}
         )
         await conn.execute(
             stmt.on_conflict_do_update(index_elements=[table.c.customer_ref], set_=values)
@@ -389,7 +389,10 @@ class MirrorStore:
             return {
                 "customers": await conn.scalar(select(func.count()).select_from(Customer)) or 0,
                 "files": await conn.scalar(select(func.count()).where(live)) or 0,
-                "deleted": await conn.scalar(select(func.count()).where(and_(~live))) or 0,
+                "deleted": await conn.scalar(
+                    select(func.count()).where(CustomerFile.deleted_at.is_not(None))
+                )
+                or 0,
                 "rejected": await conn.scalar(select(func.count()).select_from(RejectedRecordRow))
                 or 0,
             }
