@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync import db
 from sync.customers_file import CustomerRow, CustomersFileError, parse_customers
@@ -67,6 +68,12 @@ def _execute(body: Callable[[Settings], Awaitable[int]], **overrides: Any) -> No
         )
         code = asyncio.run(body(settings))
     except SyncError as exc:
+        err.print(f"error: {exc}", markup=False)
+        code = EXIT_FATAL
+    except SQLAlchemyError as exc:
+        err.print(f"error: database: {db.describe_db_error(exc)}", markup=False)
+        code = EXIT_FATAL
+    except OSError as exc:
         err.print(f"error: {exc}", markup=False)
         code = EXIT_FATAL
     except KeyboardInterrupt:

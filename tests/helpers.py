@@ -1,0 +1,87 @@
+"""Test helpers shared by the integration and acceptance suites."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+
+from sync.db import create_engine
+from sync.models import CustomerFile
+from sync.records import FileRecord, parse_record
+from sync.settings import Settings, load_settings
+
+APP_ID, APP_KEY = "test-app", "test-key-s3cr3t-0123456789"
+
+# Columns that must equal what the parser derives from the upstream record.
+DERIVED = (
+    "corp_id",
+    "sales_id",
+    "customer_id",
+    "create_time",
+    "file_name",
+    "file_url",
+    "file_type",
+    "file_size_text",
+    "file_size_bytes",
+    "file_store_id",
+    "operator_id",
+    "author_name",
+    "follow_content",
+)
+
+
+def make_settings(base_url: str, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "tanma_base_url": base_url,
+        "tanma_app_id": APP_ID,
+        "tanma_app_key": APP_KEY,
+        "sync_database_url": database_url,
+        "sync_rate_limit": 2000,
+        "sync_concurrency": 4,
+        "sync_backoff_base": 0.01,
+        "sync_backoff_max": 0.05,
+        "tanma_request_timeout": 5,
+        "sync_log_format": "json",
+        "sync_log_level": "warning",
+    }
+    values.update(overrides)
+    return load_settings(_env_file=None, **values)
+
+
+def mirror_rows(rows: list[Any]) -> dict[int, Any]:
+    return {row.id: row for row in rows}
+
+
+def assert_mirror_equals(rows: list[Any], expected: dict[int, dict[str, Any]]) -> None:
+    """Live mirror rows (deleted_at NULL) hold exactly the expected records, every column."""
+    live = mirror_rows([r for r in rows if r.deleted_at is None])
+    missing = sorted(expected.keys() - live.keys())
+    extra = sorted(live.keys() - expected.keys())
+    assert not missing and not extra, f"missing {missing[:10]}, extra {extra[:10]}"
+    for record_id, raw in expected.items():
+        row = live[record_id]
+        assert row.raw == raw, f"raw of {record_id} differs"
+        parsed = parse_record(raw)
+        assert isinstance(parsed, FileRecord)
+        for column in DERIVED:
+            assert getattr(row, column) == getattr(parsed, column), f"{column} of {record_id}"
+
+
+async def fetch_mirror(engine) -> list[Any]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return list((await conn.execute(select(CustomerFile))).all())
+
+
+def fetch_mirror_sync(database_url: str) -> list[Any]:
+    """For subprocess tests: read the mirror with a short-lived engine."""
+
+    async def read() -> list[Any]:
+        engine = create_engine(database_url)
+        try:
+            return await fetch_mirror(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
