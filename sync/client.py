@@ -25,6 +25,7 @@ from tenacity import (
 )
 
 from sync.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
+from sync.records import is_ascii_digits
 from sync.responses import FilePage, classify_response
 from sync.settings import Settings
 from sync.signing import encode_body, signed_headers
@@ -221,7 +222,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if is_ascii_digits(value):
         return float(value)
     when = parse_http_date(value)
     if when is None:

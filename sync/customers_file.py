@@ -121,7 +121,7 @@ def _id(value: object, column: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{column} must be a whole number, got {value!r}")
     if isinstance(value, str):
-        if not value.strip().isdigit():
+        if not (value.strip().isascii() and value.strip().isdigit()):
             raise ValueError(f"{column} must be a whole number, got {value.strip()[:40]!r}")
         value = int(value.strip())
     if not 0 < value <= _MAX_ID:

@@ -49,10 +49,10 @@ class PageVerdict(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VanishedCheck:
-    """A full pass completed: records at or below ``top_id`` not seen since ``seen_since`` are
-    gone upstream."""
+    """A full pass walked the whole list: this customer's records not seen since ``seen_since``
+    (the pass's start) are gone upstream. Records that arrived during the pass were seen after
+    it started, so they are safe whatever their id."""
 
-    top_id: int
     seen_since: datetime
 
 
@@ -111,7 +111,9 @@ def step(
     """
     asked = cursor.pass_cursor_id
     top = cursor.pass_top_id
-    if page_ids:
+    if asked is None and page_ids:
+        # Only the first page sets the top. An id a later page returns at or above lastId was
+        # not reached by walking down, so letting it raise the mark could skip unread records.
         top = max(page_ids) if top is None else max(top, max(page_ids))
     effective_size = requested_size
     if reported_size is not None and reported_size < requested_size:
@@ -138,8 +140,8 @@ def _complete(cursor: CustomerCursor, top: int | None, detail: str) -> PageStep:
     if top is not None:
         high_water = top if high_water is None else max(high_water, top)
     vanished = None
-    if cursor.pass_full and top is not None and cursor.pass_started_at is not None:
-        vanished = VanishedCheck(top_id=top, seen_since=cursor.pass_started_at)
+    if cursor.pass_full and cursor.pass_started_at is not None:
+        vanished = VanishedCheck(seen_since=cursor.pass_started_at)
     return PageStep(
         PageVerdict.COMPLETE, CustomerCursor(high_water_id=high_water), detail, vanished
     )

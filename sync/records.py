@@ -92,9 +92,9 @@ def parse_china_time(value: object) -> datetime | None:
         return None
     try:
         local = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
-    except ValueError:
+        return local.replace(tzinfo=CHINA_TZ).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1, shifted to UTC, is year 0
         return None
-    return local.replace(tzinfo=CHINA_TZ).astimezone(UTC)
 
 
 def parse_size(text: str | None) -> int | None:
@@ -126,7 +126,7 @@ def _record_id(value: object) -> tuple[int | None, str]:
     if isinstance(value, bool):
         return None, f"record id is a boolean ({value!r})"
     if isinstance(value, str):
-        if not value.strip().isdigit():
+        if not is_ascii_digits(value.strip()):
             return None, f"record id {value[:40]!r} is not an integer"
         value = int(value.strip())
     if isinstance(value, float):
@@ -136,7 +136,7 @@ def _record_id(value: object) -> tuple[int | None, str]:
     if value <= 0:
         return None, f"record id {value} is not positive"
     if value > MAX_BIGINT:
-        return None, f"record id {value} does not fit a 64-bit integer"
+        return None, f"record id of {value.bit_length()} bits does not fit a 64-bit integer"
     return value, ""
 
 
@@ -198,13 +198,18 @@ def _text(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # an int too long to print (Python's int/str conversion limit)
+        return None
 
 
 def _bigint(value: object) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and is_ascii_digits(value.strip().removeprefix("-")):
         value = int(value.strip())
     if isinstance(value, int) and -MAX_BIGINT - 1 <= value <= MAX_BIGINT:
         return value
@@ -219,11 +224,13 @@ def _json_kind(value: object) -> str:
 
 def _reject(item: object, reason: str) -> RejectedRecord:
     raw_id = item.get("id") if isinstance(item, dict) else None
-    return RejectedRecord(
-        reason=reason,
-        payload=to_json_text(item),
-        record_id=None if raw_id is None else str(raw_id)[:64],
-    )
+    shown = None
+    if raw_id is not None:
+        try:
+            shown = str(raw_id)[:64]
+        except ValueError:  # an int too long to print
+            shown = f"<{raw_id.bit_length()}-bit integer>" if isinstance(raw_id, int) else None
+    return RejectedRecord(reason=reason, payload=to_json_text(item), record_id=shown)
 
 
 def to_json_text(value: object) -> str:
@@ -231,4 +238,13 @@ def to_json_text(value: object) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=repr)
     except (ValueError, RecursionError):
-        return repr(value)[:100_000]
+        pass
+    try:
+        return json.dumps(repr(value)[:100_000])
+    except (ValueError, RecursionError):
+        return json.dumps(f"<unprintable {type(value).__name__}>")
+
+
+def is_ascii_digits(text: str) -> bool:
+    """'123' yes; '', '-1', '1.5' and Unicode digits such as '²' or '٣' no."""
+    return text.isascii() and text.isdigit()

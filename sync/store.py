@@ -26,7 +26,7 @@ from sync.models import (
     utc_now,
 )
 from sync.pager import CustomerCursor, VanishedCheck
-from sync.records import FileRecord, RejectedRecord
+from sync.records import FileRecord, RejectedRecord, is_ascii_digits
 
 _FILE_DATA_COLUMNS = (
     "source_customer_id",
@@ -142,7 +142,7 @@ class MirrorStore:
         """All customers in id order, or those whose customer_id or external_user_id is named."""
         query = select(Customer).order_by(Customer.id)
         if selectors:
-            numeric = [int(s) for s in selectors if s.isdigit()]
+            numeric = [int(s) for s in selectors if is_ascii_digits(s) and len(s) <= 19]
             query = query.where(
                 or_(Customer.customer_id.in_(numeric), Customer.external_user_id.in_(selectors))
             )
@@ -191,7 +191,6 @@ class MirrorStore:
                     update(CustomerFile)
                     .where(
                         CustomerFile.source_customer_id == customer.ref,
-                        CustomerFile.id <= vanished.top_id,
                         CustomerFile.last_seen_at < vanished.seen_since,
                         CustomerFile.deleted_at.is_(None),
                     )

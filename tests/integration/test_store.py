@@ -143,7 +143,7 @@ async def test_vanished_records_are_marked_and_cleared_on_return(store: MirrorSt
         CustomerCursor(high_water_id=3),
         run_id=None,
         completed=True,
-        vanished=VanishedCheck(top_id=3, seen_since=started),
+        vanished=VanishedCheck(seen_since=started),
     )
     assert counts.deleted == 1
     async with store.engine.connect() as conn:
