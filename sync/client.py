@@ -11,6 +11,7 @@ import email.utils
 import ssl
 import time
 from collections import Counter
+from datetime import UTC
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,8 @@ from sync.signing import encode_body, signed_headers
 from sync.store import CustomerKey
 
 LIST_FILES_PATH = "/api/v3/customer/list-file-of-customer"
+# A Retry-After longer than this is capped: a worker should not sleep for hours on one customer.
+MAX_RETRY_AFTER_S = 300.0
 
 log = structlog.get_logger("tanma_sync.client")
 
@@ -223,11 +226,13 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     if is_ascii_digits(value):
-        return float(value)
-    when = parse_http_date(value)
-    if when is None:
-        return None
-    return max(0.0, when / 1000 - time.time())
+        seconds = float(value) if len(value) <= 12 else MAX_RETRY_AFTER_S
+    else:
+        when = parse_http_date(value)
+        if when is None:
+            return None
+        seconds = max(0.0, when / 1000 - time.time())
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def parse_http_date(value: str | None) -> int | None:
@@ -238,6 +243,6 @@ def parse_http_date(value: str | None) -> int | None:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if parsed.tzinfo is None:
-        return None
+    if parsed.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)

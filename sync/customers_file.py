@@ -39,6 +39,8 @@ def parse_customers(data: bytes, name: str = "") -> tuple[list[CustomerRow], lis
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise CustomersFileError(f"line {line}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise CustomersFileError("the file is empty")
     lowered = name.lower()
     is_jsonl = lowered.endswith((".jsonl", ".ndjson", ".json")) or (
         not lowered.endswith(".csv") and text.lstrip().startswith("{")
@@ -63,7 +65,14 @@ def _parse_csv(text: str) -> tuple[list[CustomerRow], list[LineProblem]]:
         raise CustomersFileError("line 1: need a customer_id or an external_user_id column")
     rows: list[CustomerRow] = []
     problems: list[LineProblem] = []
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(LineProblem(reader.line_num, f"unreadable CSV ({exc})"))
+            continue
         line = reader.line_num
         if not any(cell.strip() for cell in cells):
             continue
@@ -77,7 +86,8 @@ def _parse_csv(text: str) -> tuple[list[CustomerRow], list[LineProblem]]:
 def _parse_jsonl(text: str) -> tuple[list[CustomerRow], list[LineProblem]]:
     rows: list[CustomerRow] = []
     problems: list[LineProblem] = []
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # split on newlines only: str.splitlines() would also split inside JSON strings at U+2028.
+    for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -139,4 +149,14 @@ def _text(value: object, column: str) -> str | None:
     value = value.strip()
     if len(value) > 128:
         raise ValueError(f"{column} is longer than 128 characters")
+    if "\x00" in value or not _encodable(value):
+        raise ValueError(f"{column} holds a NUL or invalid Unicode character")
     return value or None
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone UTF-16 surrogate from a JSON escape
+        return False
+    return True

@@ -17,6 +17,8 @@ from typing import Any
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 MAX_BIGINT = 2**63 - 1
 _MAX_DEPTH = 64
+# Python prints at most 4300 digits of an int (about 14,000 bits); JSON text needs the digits.
+_MAX_INT_BITS = 14_000
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b|bytes?)?\s*$", re.IGNORECASE)
 _SIZE_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
@@ -154,6 +156,8 @@ def _unstorable(value: object, depth: int = 0) -> str:
         return ""
     if isinstance(value, float) and not math.isfinite(value):
         return f"record holds a non-finite number ({value})"
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        return f"record holds an integer of {value.bit_length()} bits, too long to store"
     if isinstance(value, dict):
         for key, item in value.items():
             why = _unstorable(key, depth + 1) or _unstorable(item, depth + 1)

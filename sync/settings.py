@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     sync_database_url: str = "sqlite:///tanma_mirror.db"
     sync_page_size: int = Field(default=100, ge=1, le=10_000)
     sync_concurrency: int = Field(default=4, ge=1, le=256)
-    sync_rate_limit: float = Field(default=10.0, gt=0)
+    sync_rate_limit: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     sync_lookback: Duration = 600.0
     sync_max_attempts: int = Field(default=5, ge=1, le=100)
     sync_backoff_base: Duration = 0.5
@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("tanma_ca_bundle", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("tanma_ca_bundle")
     @classmethod

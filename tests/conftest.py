@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from sync import db
+from sync.logs import configure_logging
 from sync.store import MirrorStore
 
 PG_ADMIN_URL = os.environ.get("TANMA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -80,6 +81,12 @@ def drop_database_url(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    """In-process passes log like the CLI does off a terminal, warnings and up."""
+    configure_logging("json", "warning")
 
 
 @pytest.fixture(params=BACKENDS)

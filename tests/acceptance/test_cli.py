@@ -52,7 +52,7 @@ def test_the_whole_workflow(cli: Cli, sim_factory, database_url: str, tmp_path: 
     assert SUMMARY.search(quiet.out).group(1) == "25"  # one request per unchanged customer
 
     chosen = next(i for i in range(25) if dataset.visible_records(i))
-    dataset.delete_record(dataset.visible_records(chosen)[0]["id"])
+    sim.call(dataset.delete_record, dataset.visible_records(chosen)[0]["id"])
     some = str(dataset.customer(chosen).customer_id)
     full = cli("backfill", "--full", "--customer", some)
     assert full.code == 0 and "1 customers" in full.out, full.both
@@ -210,7 +210,7 @@ def test_killing_a_backfill_at_random_instants_loses_nothing(
             process.kill()
             kills += 1
         process.communicate(timeout=30)
-        dataset.advance(new_rate=0.2, late_rate=0.1, delete_rate=0, update_rate=0)
+        sim.call(dataset.advance, new_rate=0.2, late_rate=0.1, delete_rate=0, update_rate=0)
     assert kills >= 3, "the process finished before it could be killed: make the data set larger"
     final = cli("run")
     assert final.code == 0, final.both

@@ -58,7 +58,7 @@ async def test_backfill_mirrors_everything_then_a_quiet_run_costs_one_request_ea
     simulator.reset_stats()
     quiet = await sync_pass(settings, store, PassMode.INCREMENTAL)
     assert quiet.totals.requests == 40  # the floor: one request per unchanged customer
-    assert simulator.stats.as_dict()["requests_total"] == 40
+    assert simulator.stats.as_dict()["requests"] == 40
     assert quiet.totals.records_inserted == 0 and quiet.totals.records_updated == 0
 
 
@@ -84,13 +84,17 @@ async def test_incremental_catches_new_and_out_of_order_records(
 async def test_a_record_later_than_the_lookback_waits_for_a_backfill(
     store: MirrorStore, start_sim: StartSim, database_url: str
 ) -> None:
-    dataset = SimDataset(seed=5, customers=3, mean_files=40)
+    dataset = SimDataset(seed=5, customers=6, mean_files=60)
     _, url = await start_sim(dataset)
     await import_all(store, dataset)
     settings = make_settings(url, database_url, sync_page_size=10, sync_lookback="1m")
     await sync_pass(settings, store, PassMode.BACKFILL)
-    busy = max(range(3), key=lambda i: len(dataset.visible_records(i)))
-    very_late = dataset.add_record(busy, below_max_by_seconds=3 * 3600)
+    busy = max(range(6), key=lambda i: len(dataset.visible_records(i)))
+    listed = dataset.visible_records(busy)
+    assert len(listed) > 40
+    # Three pages deep and far more than the lookback below the top: out of a quiet run's reach.
+    assert listed[0]["id"] - listed[30]["id"] > settings.lookback_ids
+    very_late = dataset.add_record(busy, id=listed[30]["id"] - 1)
 
     await sync_pass(settings, store, PassMode.INCREMENTAL)
     assert very_late["id"] not in {r.id for r in await fetch_mirror(store.engine)}
@@ -160,7 +164,7 @@ async def test_wrong_credentials_stop_the_run_with_a_clear_error(
     with pytest.raises(CredentialsRejected, match="TANMA_APP_KEY"):
         await sync_pass(settings, store, PassMode.BACKFILL)
     # No retry loop: a signature error stops at once.
-    assert simulator.stats.as_dict()["requests_total"] <= settings.sync_concurrency
+    assert simulator.stats.as_dict()["requests"] <= settings.sync_concurrency
     async with store.engine.connect() as conn:
         run = (await conn.execute(select(SyncRun))).one()
     assert run.status == "failed" and "1002" in run.error_summary
@@ -201,7 +205,7 @@ async def test_transient_faults_are_retried_and_nothing_is_lost(
     assert report.status == "ok", report.failures
     assert report.totals.retries > 0
     stats = simulator.stats.as_dict()
-    assert stats["requests_total"] == report.totals.requests
+    assert stats["requests"] == report.totals.requests
     assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())
 
 
@@ -230,7 +234,7 @@ async def test_a_customer_that_keeps_failing_is_recorded_and_resumed_next_pass(
         )
     assert errors and all("HTTP 500" in e for e in errors)
 
-    simulator.config.fault_http500 = 0.0
+    simulator.configure(fault_http500=0.0)
     second = await sync_pass(flaky, store, PassMode.BACKFILL)
     assert second.status == "ok"
     assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())
