@@ -58,7 +58,7 @@ async def test_backfill_mirrors_everything_then_a_quiet_run_costs_one_request_ea
     simulator.reset_stats()
     quiet = await sync_pass(settings, store, PassMode.INCREMENTAL)
     assert quiet.totals.requests == 40  # the floor: one request per unchanged customer
-    assert simulator.stats.as_dict()["requests"] == 40
+    assert simulator.stats.as_dict()["requests_total"] == 40
     assert quiet.totals.records_inserted == 0 and quiet.totals.records_updated == 0
 
 
@@ -164,7 +164,7 @@ async def test_wrong_credentials_stop_the_run_with_a_clear_error(
     with pytest.raises(CredentialsRejected, match="TANMA_APP_KEY"):
         await sync_pass(settings, store, PassMode.BACKFILL)
     # No retry loop: a signature error stops at once.
-    assert simulator.stats.as_dict()["requests"] <= settings.sync_concurrency
+    assert simulator.stats.as_dict()["requests_total"] <= settings.sync_concurrency
     async with store.engine.connect() as conn:
         run = (await conn.execute(select(SyncRun))).one()
     assert run.status == "failed" and "1002" in run.error_summary
@@ -205,7 +205,7 @@ async def test_transient_faults_are_retried_and_nothing_is_lost(
     assert report.status == "ok", report.failures
     assert report.totals.retries > 0
     stats = simulator.stats.as_dict()
-    assert stats["requests"] == report.totals.requests
+    assert stats["requests_total"] == report.totals.requests
     assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())
 
 
