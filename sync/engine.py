@@ -198,12 +198,13 @@ class SyncEngine:
         bound: structlog.typing.FilteringBoundLogger,
     ) -> str | None:
         page_size = self._settings.sync_page_size
-        cursor = begin_pass(
-            await self._store.load_cursor(customer.ref),
-            mode,
-            self._settings.lookback_ids,
-            utc_now(),
-        )
+        lookback = self._settings.lookback_ids
+        stored = await self._store.load_cursor(customer.ref)
+        # A resumed pass walks on from a top that went stale while it was interrupted; when it
+        # ends, one fresh look from the top (usually a single request) brings the customer up
+        # to date as of this pass.
+        top_up = stored.in_pass
+        cursor = begin_pass(stored, mode, lookback, utc_now())
         while True:
             page = await self._client.list_files(customer, next_last_id(cursor), page_size)
             records, rejected = split_items(page.items)
@@ -230,6 +231,10 @@ class SyncEngine:
                 bound.warning("record_rejected", reason=item.reason, record_id=item.record_id)
             if outcome.verdict is PageVerdict.COMPLETE:
                 bound.debug("customer_done", detail=outcome.detail, deleted=counts.deleted)
+                if top_up:
+                    top_up = False
+                    cursor = begin_pass(outcome.cursor, PassMode.INCREMENTAL, lookback, utc_now())
+                    continue
                 return None
             if outcome.verdict is PageVerdict.STUCK:
                 return outcome.detail

@@ -80,7 +80,8 @@ def test_customers_by_jsonl_and_add(cli: Cli, tmp_path: Path) -> None:
 def test_a_bad_customers_file_names_the_line(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(
-        "customer_id,user_id,external_user_id,sales_id\n1,a,,\nabc,b,,\n,,,\n4,d,,\n", "utf-8"
+        "customer_id,user_id,external_user_id,sales_id\n1,a,,\nabc,b,,\n,only-user,,\n4,d,,\n",
+        "utf-8",
     )
     result = cli("customers", "import", str(path))
     assert result.code == 3

@@ -281,3 +281,41 @@ async def test_the_rate_limit_holds_across_concurrent_customers(
     assert report.status == "ok"
     assert stats["over_limit"] == 0
     assert report.totals.requests / report.seconds <= 50 * 1.05
+
+
+async def test_a_resumed_pass_also_catches_what_arrived_above_it(
+    store: MirrorStore, start_sim: StartSim, database_url: str
+) -> None:
+    """Regression: finishing an interrupted walk used to leave records that arrived above its
+    cursor (new ones, and late ones below its stale top) for the pass after."""
+    from datetime import UTC, datetime
+
+    from sync.pager import CustomerCursor
+
+    dataset = SimDataset(seed=17, customers=4, mean_files=60)
+    _, url = await start_sim(dataset)
+    await import_all(store, dataset)
+    settings = make_settings(url, database_url, sync_page_size=10)
+    await sync_pass(settings, store, PassMode.BACKFILL)
+
+    busy = max(range(4), key=lambda i: len(dataset.visible_records(i)))
+    listed = dataset.visible_records(busy)
+    assert len(listed) > 40
+    customer = next(
+        c for c in await store.customers() if c.customer_id == dataset.customer(busy).customer_id
+    )
+    # As if a walk from the current top had been killed three pages down.
+    interrupted = CustomerCursor(
+        high_water_id=None,
+        pass_cursor_id=listed[29]["id"],
+        pass_top_id=listed[0]["id"],
+        pass_started_at=datetime.now(UTC),
+    )
+    await store.save_page(customer, [], [], interrupted, run_id=None, completed=False)
+    late = dataset.add_record(busy, id=listed[5]["id"] - 1)
+    new = dataset.add_record(busy)
+
+    await sync_pass(settings, store, PassMode.INCREMENTAL)
+    mirrored = {r.id for r in await fetch_mirror(store.engine)}
+    assert {late["id"], new["id"]} <= mirrored
+    assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())

@@ -1,0 +1,83 @@
+"""Settings of the simulated server; all of them can be changed while it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from sync.sim.faults import FAULT_KINDS
+
+
+@dataclass
+class SimConfig:
+    app_id: str = "demo-app"
+    app_key: str = "demo-key"
+    timestamp_window_s: float = 300
+    page_size_cap: int = 100  # the server returns at most this many; data.pageSize echoes it
+    default_page_size: int = 30  # when the request has no pageSize (the doc's example uses 30)
+    latency_ms: float = 0
+    rate_limit: float | None = None  # requests per second; None = unlimited
+    rate_burst: float | None = None  # token bucket capacity; None = max(2, rate_limit / 5)
+    clock_offset_s: float = 0  # how far the server's clock is off (its Date header shows it)
+    fault_http500: float = 0
+    fault_html502: float = 0
+    fault_truncated: float = 0
+    fault_code1000: float = 0
+    fault_burst429: float = 0
+    fault_stall: float = 0
+    fault_reset: float = 0
+    fault_seed: int = 0
+    stall_s: float = 30
+    burst429_length: int = 3  # how many requests after the first one a 429 burst also hits
+    max_faults_per_customer_page: int | None = 3  # then that (customer, lastId) is served
+
+    def fault_probabilities(self) -> dict[str, float]:
+        return {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
+
+    def effective_burst(self) -> float:
+        if self.rate_burst is not None:
+            return self.rate_burst
+        return max(2.0, (self.rate_limit or 0) / 5)
+
+    def with_changes(self, changes: dict[str, Any]) -> SimConfig:
+        """A copy with ``changes`` applied; ValueError on unknown fields or wrong types."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        for name, value in changes.items():
+            _check_type(name, value)
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_STRINGS = frozenset({"app_id", "app_key"})
+_INTEGERS = frozenset(
+    {
+        "page_size_cap",
+        "default_page_size",
+        "fault_seed",
+        "burst429_length",
+        "max_faults_per_customer_page",
+    }
+)
+_NULLABLE = frozenset({"rate_limit", "rate_burst", "max_faults_per_customer_page"})
+
+
+def _check_type(name: str, value: object) -> None:
+    # Changes arrive as JSON from the admin endpoint, so check them rather than trust them.
+    if value is None:
+        if name not in _NULLABLE:
+            raise ValueError(f"{name} cannot be null")
+        return
+    if name in _STRINGS:
+        ok = isinstance(value, str)
+    elif name in _INTEGERS:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(f"{name}: {value!r} has the wrong type")

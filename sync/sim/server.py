@@ -1,0 +1,396 @@
+"""A loopback HTTP simulator of ``POST /api/v3/customer/list-file-of-customer``.
+
+It checks the request the way the real API does (sign over the exact raw bytes, timestamp window),
+serves pages from a ``SimDataset`` newest first, and can misbehave on purpose: rate limits, a
+skewed clock, latency and injected faults. Admin routes under ``/_sim/`` let tests that drive a
+CLI subprocess inspect and steer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import time
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+
+from sync.signing import sign
+from sync.sim.config import SimConfig
+from sync.sim.dataset import SimCustomer, SimDataset
+from sync.sim.faults import FaultPolicy
+from sync.sim.stats import CustomerKey, SimStats, TokenBucket
+
+ENDPOINT = "/api/v3/customer/list-file-of-customer"
+JSON_TYPE = "application/json; charset=utf-8"
+_GATEWAY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_ADVANCE_KEYS = frozenset({"new_rate", "late_rate", "delete_rate", "update_rate", "customers"})
+
+
+class _BadQuery(ValueError):
+    pass
+
+
+def encode_json(payload: object) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class Simulator:
+    """Serves one dataset; ``start``/``stop`` run it on a loopback port."""
+
+    def __init__(self, dataset: SimDataset, config: SimConfig | None = None) -> None:
+        self.dataset = dataset
+        self.config = config or SimConfig()
+        self.stats = SimStats()
+        self.base_url: str | None = None
+        self._faults = FaultPolicy(
+            self.config.fault_probabilities(),
+            seed=self.config.fault_seed,
+            cap=self.config.max_faults_per_customer_page,
+            burst_length=self.config.burst429_length,
+        )
+        self._bucket: TokenBucket | None = None
+        self._bucket_settings: tuple[float | None, float] | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+
+    # ----- life cycle --------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", ENDPOINT, self._handle)
+        app.router.add_get("/_sim/stats", self._admin_stats)
+        app.router.add_post("/_sim/reset-stats", self._admin_reset_stats)
+        app.router.add_post("/_sim/advance", self._admin_advance)
+        app.router.add_get("/_sim/config", self._admin_get_config)
+        app.router.add_post("/_sim/config", self._admin_config)
+        app.router.add_get("/_sim/customers.csv", self._admin_customers_csv)
+        app.router.add_get("/_sim/customers.jsonl", self._admin_customers_jsonl)
+        app.router.add_get("/_sim/expected-mirror", self._admin_expected_mirror)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0 = any free port); returns the base URL, no trailing slash."""
+        if self._runner is not None:
+            raise RuntimeError("simulator already started")
+        self._stopping = asyncio.Event()
+        # A short shutdown timeout: stalled handlers wake on stop anyway, and tests should not
+        # wait a minute for a client that went away.
+        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        self.base_url = f"http://{host}:{bound_port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self.base_url is None:
+            raise RuntimeError("simulator not started")
+        return self.base_url + ENDPOINT
+
+    def configure(self, **changes: Any) -> SimConfig:
+        """Change settings while running (ValueError on unknown fields or wrong types)."""
+        self.config = self.config.with_changes(changes)
+        self._faults.set_probabilities(self.config.fault_probabilities())
+        self._faults.set_cap(self.config.max_faults_per_customer_page)
+        self._faults.burst_length = self.config.burst429_length
+        if "fault_seed" in changes:
+            self._faults.reseed(self.config.fault_seed)
+        return self.config
+
+    def reset_stats(self) -> None:
+        self.stats.reset()
+
+    # ----- the endpoint ------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.stats.enter()
+        try:
+            return await self._serve(request)
+        finally:
+            self.stats.leave()
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.config
+        if request.method != "POST":
+            self.stats.outcome("http405")
+            return self._reply(405, b"405: Method Not Allowed", "text/plain", {"Allow": "POST"})
+        if not self._admit():
+            self.stats.over_limit += 1
+            self.stats.outcome("http429")
+            return self._reply(429, b"429: Too Many Requests", "text/plain", {"Retry-After": "1"})
+        if self._faults.in_burst():
+            return self._burst429()
+
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, ValueError):
+            body = None
+        if not isinstance(body, dict):
+            return self._business(1000, "bad request body", "bad_request_1000")
+
+        headers = request.headers
+        timestamp = headers.get("timestamp", "")
+        expected = sign(cfg.app_id, timestamp, raw, cfg.app_key)
+        # As bytes: compare_digest refuses non-ASCII str, and a header may hold anything.
+        given = headers.get("sign", "").encode(errors="replace")
+        if headers.get("appId") != cfg.app_id or not hmac.compare_digest(given, expected.encode()):
+            return self._business(1002, "签名校验失败 (sign check failed)", "sign_error_1002")
+        if not _timestamp_ok(timestamp, self._server_time(), cfg.timestamp_window_s):
+            return self._business(
+                1003, "请求时间戳无效 (timestamp out of range)", "time_error_1003"
+            )
+
+        try:
+            customer, key, size, last_id = self._parse_query(body)
+        except _BadQuery as exc:
+            return self._business(1000, str(exc), "bad_request_1000")
+
+        self.stats.customer_begin(key)
+        try:
+            if cfg.latency_ms > 0:
+                await asyncio.sleep(cfg.latency_ms / 1000)
+            fault = self._faults.choose((key, last_id))
+            if fault is None:
+                self.stats.outcome("ok")
+                return self._page(customer, size, last_id)
+            self.stats.outcome(fault)
+            return await self._inject(fault, request, customer, size, last_id)
+        finally:
+            self.stats.customer_end(key)
+
+    def _admit(self) -> bool:
+        cfg = self.config
+        if cfg.rate_limit is None:
+            self._bucket = None
+            return True
+        settings = (cfg.rate_limit, cfg.effective_burst())
+        now = asyncio.get_running_loop().time()
+        if self._bucket is None or self._bucket_settings != settings:
+            self._bucket = TokenBucket(settings[0], settings[1], now)
+            self._bucket_settings = settings
+        return self._bucket.take(now)
+
+    def _parse_query(
+        self, body: dict[str, Any]
+    ) -> tuple[SimCustomer | None, CustomerKey, int, int | float | None]:
+        customer_id = body.get("customerId")
+        external = body.get("externalUserId")
+        customer: SimCustomer | None
+        if customer_id is not None:
+            if isinstance(customer_id, str) and customer_id.isdecimal():
+                customer_id = int(customer_id)
+            if type(customer_id) is not int:
+                raise _BadQuery("customerId must be an integer")
+            customer = self.dataset.customer_by_id(customer_id)
+            key: CustomerKey = customer_id
+        elif external is not None:
+            if not isinstance(external, str):
+                raise _BadQuery("externalUserId must be a string")
+            customer = self.dataset.customer_by_external(external)
+            key = customer.customer_id if customer else external
+        else:
+            raise _BadQuery("customerId or externalUserId is required")
+
+        size = body.get("pageSize")
+        if size is None:
+            size = self.config.default_page_size
+        if type(size) is not int:
+            raise _BadQuery("pageSize must be an integer")
+        size = min(max(size, 1), self.config.page_size_cap)
+
+        last_id = body.get("lastId")
+        if isinstance(last_id, str) and last_id.isdecimal():
+            last_id = int(last_id)
+        if last_id is not None and (
+            isinstance(last_id, bool)
+            or not isinstance(last_id, int | float)
+            or not math.isfinite(last_id)
+        ):
+            raise _BadQuery("lastId must be a number")
+        return customer, key, size, last_id
+
+    def _page_bytes(
+        self, customer: SimCustomer | None, size: int, last_id: int | float | None
+    ) -> tuple[bytes, int]:
+        """The encoded page and how many records it holds."""
+        if customer is None:
+            total, records = 0, []
+        else:
+            total, records = self.dataset.page(customer.index, last_id, size)
+        data = {
+            "totalCount": total,
+            "totalPage": -(-total // size),
+            "pageNo": 0,
+            "pageSize": size,
+            "result": records,
+        }
+        return encode_json({"code": 0, "message": "success", "data": data}), len(records)
+
+    def _page(
+        self, customer: SimCustomer | None, size: int, last_id: int | float | None
+    ) -> web.Response:
+        if customer is None:
+            self.stats.unknown_customers += 1
+        payload, count = self._page_bytes(customer, size, last_id)
+        self.stats.records_served += count
+        return self._reply(200, payload, JSON_TYPE)
+
+    async def _inject(
+        self,
+        fault: str,
+        request: web.Request,
+        customer: SimCustomer | None,
+        size: int,
+        last_id: int | float | None,
+    ) -> web.StreamResponse:
+        if fault == "http500":
+            return self._reply(500, b"500 Internal Server Error", "text/plain")
+        if fault == "html502":
+            return self._reply(502, _GATEWAY_PAGE.encode(), "text/html; charset=utf-8")
+        if fault == "truncated":
+            payload, _ = self._page_bytes(customer, size, last_id)
+            return self._reply(200, payload[: len(payload) // 2], JSON_TYPE)
+        if fault == "code1000":
+            return self._business_reply(1000, "系统错误")
+        if fault == "burst429":
+            return self._reply(
+                429, b"429: Too Many Requests", "text/plain", self._retry_after_header()
+            )
+        if fault == "stall":
+            # Wakes early when the simulator stops, so shutdown never waits for a stall.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.stall_s)
+            return self._page(customer, size, last_id)
+        if fault == "reset":
+            if request.transport is not None:
+                request.transport.abort()
+            # aiohttp sees the closed transport when writing this and drops it quietly.
+            return web.Response(status=200)
+        raise AssertionError(f"unhandled fault {fault}")
+
+    def _burst429(self) -> web.Response:
+        self.stats.outcome("burst429")
+        return self._reply(429, b"429: Too Many Requests", "text/plain", self._retry_after_header())
+
+    def _retry_after_header(self) -> dict[str, str]:
+        return {"Retry-After": str(self._faults.retry_after())}
+
+    def _business(self, code: int, message: str, outcome: str) -> web.Response:
+        self.stats.outcome(outcome)
+        return self._business_reply(code, message)
+
+    def _business_reply(self, code: int, message: str) -> web.Response:
+        return self._reply(
+            200, encode_json({"code": code, "message": message, "data": None}), JSON_TYPE
+        )
+
+    def _server_time(self) -> float:
+        return time.time() + self.config.clock_offset_s
+
+    def _reply(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        all_headers = {
+            "Content-Type": content_type,
+            # Set explicitly: aiohttp would otherwise stamp the true time, not the skewed one.
+            "Date": formatdate(self._server_time(), usegmt=True),
+        }
+        if headers:
+            all_headers.update(headers)
+        return web.Response(status=status, body=body, headers=all_headers)
+
+    # ----- admin -------------------------------------------------------------------------------
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        snapshot = self.stats.as_dict()
+        snapshot["generation"] = self.dataset.generation
+        return _json_response(snapshot)
+
+    async def _admin_reset_stats(self, request: web.Request) -> web.Response:
+        self.reset_stats()
+        return _json_response({"ok": True})
+
+    async def _admin_advance(self, request: web.Request) -> web.Response:
+        args = await _json_object(request)
+        unknown = set(args) - _ADVANCE_KEYS
+        if unknown:
+            raise web.HTTPBadRequest(text=f"unknown advance arguments: {sorted(unknown)}")
+        generation = self.dataset.advance(**args)
+        return _json_response({"generation": generation})
+
+    async def _admin_get_config(self, request: web.Request) -> web.Response:
+        return _json_response(self.config.as_dict())
+
+    async def _admin_config(self, request: web.Request) -> web.Response:
+        changes = await _json_object(request)
+        try:
+            config = self.configure(**changes)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return _json_response(config.as_dict())
+
+    async def _admin_customers_csv(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.dataset.customers_csv(), content_type="text/csv")
+
+    async def _admin_customers_jsonl(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=self.dataset.customers_jsonl(), content_type="application/x-ndjson"
+        )
+
+    async def _admin_expected_mirror(self, request: web.Request) -> web.Response:
+        records = list(self.dataset.expected_mirror().values())
+        return _json_response({"generation": self.dataset.generation, "records": records})
+
+
+def _timestamp_ok(timestamp: str, server_time: float, window_s: float) -> bool:
+    if not (timestamp.isascii() and timestamp.isdecimal()):
+        return False
+    return abs(int(timestamp) / 1000 - server_time) <= window_s
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text="body is not JSON") from exc
+    if not isinstance(value, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    return value
+
+
+def _json_response(payload: object) -> web.Response:
+    return web.Response(body=encode_json(payload), headers={"Content-Type": JSON_TYPE})

@@ -1,0 +1,92 @@
+"""What the simulator saw: request counts by outcome and customer, concurrency, overlaps."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+CustomerKey = int | str  # the customer id, or the raw identifier of an unknown customer
+
+
+class SimStats:
+    """Counters for the endpoint (admin routes are not counted).
+
+    ``over_limit`` counts requests that arrived above the configured rate limit. An overlap is a
+    request for a customer that arrived while another request for the same customer was still
+    being served: a well-behaved engine never does that.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._busy: Counter[CustomerKey] = Counter()
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters; requests now in flight stay tracked so the gauges remain right."""
+        self.requests_total = 0
+        self.outcomes: Counter[str] = Counter()
+        self.per_customer: Counter[CustomerKey] = Counter()
+        self.over_limit = 0
+        self.overlaps = 0
+        self.overlap_customers: set[CustomerKey] = set()
+        self.unknown_customers = 0
+        self.records_served = 0
+        self.max_concurrency = self.in_flight
+
+    def enter(self) -> None:
+        self.requests_total += 1
+        self.in_flight += 1
+        self.max_concurrency = max(self.max_concurrency, self.in_flight)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def outcome(self, name: str) -> None:
+        self.outcomes[name] += 1
+
+    def customer_begin(self, key: CustomerKey) -> None:
+        self.per_customer[key] += 1
+        if self._busy[key] > 0:
+            self.overlaps += 1
+            self.overlap_customers.add(key)
+        self._busy[key] += 1
+
+    def customer_end(self, key: CustomerKey) -> None:
+        self._busy[key] -= 1
+        if self._busy[key] <= 0:
+            del self._busy[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready snapshot; customer keys become strings."""
+        return {
+            "requests_total": self.requests_total,
+            "outcomes": dict(self.outcomes),
+            "per_customer": {str(k): v for k, v in self.per_customer.items()},
+            "over_limit": self.over_limit,
+            "overlaps": self.overlaps,
+            "overlap_customers": sorted(str(k) for k in self.overlap_customers),
+            "unknown_customers": self.unknown_customers,
+            "records_served": self.records_served,
+            "max_concurrency": self.max_concurrency,
+            "in_flight": self.in_flight,
+        }
+
+
+class TokenBucket:
+    """Admits ``rate`` requests per second on average, with bursts up to ``capacity``."""
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        if rate <= 0 or capacity < 1:
+            raise ValueError("rate must be > 0 and capacity >= 1")
+        self.rate = rate
+        self.capacity = capacity
+        self._tokens = capacity
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
