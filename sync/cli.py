@@ -38,7 +38,8 @@ customers_app = typer.Typer(help="The customers whose files are mirrored.", no_a
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
 
-out = Console(highlight=False, soft_wrap=True)
+# Off a terminal rich would squeeze tables into 80 columns; a pipe or a file gets full rows.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
