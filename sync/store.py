@@ -6,6 +6,7 @@ customer's cursor in one transaction, so the mirror and the cursor can never dis
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,23 +29,9 @@ from sync.models import (
 from sync.pager import CustomerCursor, VanishedCheck
 from sync.records import FileRecord, RejectedRecord, is_ascii_digits
 
-_FILE_DATA_COLUMNS = (
-    "source_customer_id",
-    "corp_id",
-    "sales_id",
-    "customer_id",
-    "create_time",
-    "file_name",
-    "file_url",
-    "file_type",
-    "file_size_text",
-    "file_size_bytes",
-    "file_store_id",
-    "operator_id",
-    "author_name",
-    "follow_content",
-    "raw",
-)
+# FileRecord's fields are named as the columns they fill; an upsert refreshes all but the key.
+_RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
+_REFRESHED_COLUMNS = (*(name for name in _RECORD_COLUMNS if name != "id"), "source_customer_id")
 _CURSOR_COLUMNS = (
     "high_water_id",
     "pass_cursor_id",
@@ -262,7 +249,7 @@ class MirrorStore:
                 counts.unchanged += 1
         rows = [_file_values(r, customer_ref, now) for r in unique]
         stmt = self._insert(table)
-        refreshed = {name: stmt.excluded[name] for name in _FILE_DATA_COLUMNS}
+        refreshed = {name: stmt.excluded[name] for name in _REFRESHED_COLUMNS}
         await conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[table.c.id],
@@ -425,24 +412,8 @@ def _cursor_values(cursor: CustomerCursor) -> dict[str, Any]:
 
 
 def _file_values(record: FileRecord, customer_ref: int, now: datetime) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "source_customer_id": customer_ref,
-        "corp_id": record.corp_id,
-        "sales_id": record.sales_id,
-        "customer_id": record.customer_id,
-        "create_time": record.create_time,
-        "file_name": record.file_name,
-        "file_url": record.file_url,
-        "file_type": record.file_type,
-        "file_size_text": record.file_size_text,
-        "file_size_bytes": record.file_size_bytes,
-        "file_store_id": record.file_store_id,
-        "operator_id": record.operator_id,
-        "author_name": record.author_name,
-        "follow_content": record.follow_content,
-        "raw": record.raw,
-        "first_seen_at": now,
-        "last_seen_at": now,
-        "deleted_at": None,
-    }
+    values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
+    values.update(
+        source_customer_id=customer_ref, first_seen_at=now, last_seen_at=now, deleted_at=None
+    )
+    return values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from sqlalchemy import select
@@ -15,21 +16,7 @@ from sync.settings import Settings, load_settings
 APP_ID, APP_KEY = "test-app", "test-key-s3cr3t-0123456789"
 
 # Columns that must equal what the parser derives from the upstream record.
-DERIVED = (
-    "corp_id",
-    "sales_id",
-    "customer_id",
-    "create_time",
-    "file_name",
-    "file_url",
-    "file_type",
-    "file_size_text",
-    "file_size_bytes",
-    "file_store_id",
-    "operator_id",
-    "author_name",
-    "follow_content",
-)
+DERIVED = tuple(f.name for f in dataclasses.fields(FileRecord) if f.name not in ("id", "raw"))
 
 
 def make_settings(base_url: str, database_url: str, **overrides: Any) -> Settings:

@@ -19,22 +19,8 @@ from sync.records import (
     record_id_of,
     to_json_text,
 )
+from tests.samples import sample_record
 
-# The first record of the vendor's sample answer, as the API sends it.
-SAMPLE_TEXT = r"""
-{
-  "id": 462821966907328,
-  "corpid": "ww396db747d40d16f2",
-  "salesId": 446755638177856,
-  "customerId": 460155938357312,
-  "createTime": "2022-02-28 14:14:48",
-  "fileContent": "{\"name\":\"0.0.2-SNAPSHOT\",\"url\":\"https://dev.tanmarket.cn/fdfsServer/group1/M00/42/CD/rBHTdWIOJcqAOtPnAAB3mQDufYE665.rar\",\"size\":\"29.9KB\",\"type\":\"rar\",\"fileId\":\"group1/M00/42/CD/rBHTdWIOJcqAOtPnAAB3mQDufYE665.rar\"}",
-  "fileName": "0.0.2-SNAPSHOT",
-  "operatorId": 410992262547520,
-  "authorName": "admin",
-  "followContent": null
-}
-"""
 SAMPLE_URL = (
     "https://dev.tanmarket.cn/fdfsServer/group1/M00/42/CD/rBHTdWIOJcqAOtPnAAB3mQDufYE665.rar"
 )
@@ -42,7 +28,7 @@ MAX_BIGINT = 2**63 - 1
 
 
 def sample() -> dict[str, Any]:
-    return json.loads(SAMPLE_TEXT)
+    return sample_record()
 
 
 def parsed(item: object) -> FileRecord:
