@@ -328,9 +328,32 @@ def sim(
     app_key: Annotated[
         str, typer.Option(help="The app key it verifies signatures with.")
     ] = "demo-key",
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault, KIND=PROBABILITY (repeatable); kinds: http500, html502, "
+            "truncated, code1000, burst429, stall, reset."
+        ),
+    ] = None,
 ) -> None:
     """Serve a simulated Tanmarket API with generated data (for trying things out)."""
-    from sync.sim import SimConfig, SimDataset, Simulator
+    from sync.sim import FAULT_KINDS, SimConfig, SimDataset, Simulator
+
+    faults: dict[str, float] = {}
+    for item in fault or []:
+        kind, _, probability = item.partition("=")
+        try:
+            value = float(probability)
+        except ValueError:
+            value = -1.0
+        if kind not in FAULT_KINDS or not 0.0 <= value <= 1.0:
+            err.print(
+                f"error: --fault {item!r}: write KIND=P with P from 0 to 1 and KIND one of "
+                f"{', '.join(FAULT_KINDS)}",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_USAGE)
+        faults[f"fault_{kind}"] = value
 
     async def serve() -> None:
         dataset = SimDataset(
@@ -342,6 +365,7 @@ def sim(
             page_size_cap=page_size_cap,
             latency_ms=latency_ms,
             rate_limit=rate_limit,
+            **faults,
         )
         simulator = Simulator(dataset, config)
         base_url = await simulator.start(host, port)

@@ -162,12 +162,14 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_sim_command_serves_until_interrupted(tmp_path: Path) -> None:
     cli = Cli(cwd=tmp_path, env=clean_env())
-    process = cli.start("sim", "--port", "0", "--customers", "5")
+    process = cli.start("sim", "--port", "0", "--customers", "5", "--fault", "code1000=0.25")
     try:
         line = process.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
         with urllib.request.urlopen(url + "/_sim/customers.csv", timeout=10) as response:
             assert response.read().decode().startswith("customer_id,")
+        with urllib.request.urlopen(url + "/_sim/config", timeout=10) as response:
+            assert json.loads(response.read())["fault_code1000"] == 0.25
     finally:
         process.send_signal(signal.SIGINT)
         try:
