@@ -22,6 +22,7 @@ from sync.customers_file import CustomerRow, CustomersFileError, parse_customers
 from sync.errors import ConfigError, SyncError
 from sync.logs import configure_logging
 from sync.pager import PassMode
+from sync.records import CHINA_TZ
 from sync.service import describe_report, open_store, sync_pass
 from sync.settings import Settings, load_settings
 
@@ -303,8 +304,6 @@ def status(
 
 
 def _china_time(value: Any) -> str:
-    from sync.records import CHINA_TZ
-
     return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 

@@ -57,6 +57,11 @@ class RunTotals:
     retries: int = 0
     errors: int = 0
 
+    @property
+    def status(self) -> str:
+        """'partial' when any customer failed or any record was set aside."""
+        return "partial" if self.customers_failed or self.records_rejected else "ok"
+
     def add_page(self, counts: PageCounts) -> None:
         self.records_inserted += counts.inserted
         self.records_updated += counts.updated
@@ -76,7 +81,7 @@ class RunReport:
 
     @property
     def status(self) -> str:
-        return "partial" if self.totals.customers_failed or self.totals.records_rejected else "ok"
+        return self.totals.status
 
 
 class SyncEngine:
@@ -137,16 +142,14 @@ class SyncEngine:
             status, summary = "interrupted", "interrupted before the pass finished"
             raise
         else:
-            status = "partial" if totals.customers_failed or totals.records_rejected else "ok"
+            status = totals.status
             summary = "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "") or None
         finally:
             totals.requests = self._client.requests - requests_before
             totals.retries = self._client.retries - retries_before
             await self._finish(run_id, status, totals, summary)
-        report = RunReport(
-            run_id, mode, len(customers), totals, asyncio.get_running_loop().time() - started
-        )
-        report.failures = failures
+        elapsed = asyncio.get_running_loop().time() - started
+        report = RunReport(run_id, mode, len(customers), totals, elapsed, failures)
         log.info("pass_finished", run_id=run_id, status=status, **asdict(totals))
         return report
 
