@@ -30,16 +30,23 @@ class _StderrLogger:
     log = debug = info = warning = warn = error = critical = exception = msg
 
 
+# Shorter secrets are only scrubbed as whole values: as substrings they would mangle every line.
+_MIN_SUBSTRING_SECRET = 6
+
+
 class SecretScrubber:
     def __init__(self, secrets: list[str]) -> None:
-        self._secrets = [s for s in secrets if s]
+        self._secrets = [s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET]
+        self._whole = frozenset(s for s in secrets if s)
 
     def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-        if not self._secrets:
+        if not self._whole:
             return event
         return {key: self._scrub(value) for key, value in event.items()}
 
     def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str) and value in self._whole:
+            return REDACTED
         if isinstance(value, str):
             for secret in self._secrets:
                 value = value.replace(secret, REDACTED)

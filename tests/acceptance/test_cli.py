@@ -220,3 +220,24 @@ def test_killing_a_backfill_at_random_instants_loses_nothing(
     rows = fetch_mirror_sync(database_url)
     assert len(rows) == len({r.id for r in rows})
     assert_mirror_equals(rows, dataset.expected_mirror())
+
+
+def test_ctrl_c_mid_backfill_exits_130_and_the_next_run_finishes(
+    cli: Cli, sim_factory, database_url: str, tmp_path: Path
+) -> None:
+    dataset = SimDataset(seed=26, customers=120, mean_files=30)
+    sim = sim_factory(dataset, latency_ms=15)
+    # About 500 pages, two at a time: several seconds of work, interrupted after two.
+    cli.env |= {"TANMA_BASE_URL": sim.base_url, "SYNC_PAGE_SIZE": "5", "SYNC_CONCURRENCY": "2"}
+    (tmp_path / "c.csv").write_text(dataset.customers_csv(), "utf-8")
+    cli("customers", "import", str(tmp_path / "c.csv"))
+    process = cli.start("backfill")
+    time.sleep(2.0)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    no_trace(out + err)
+    assert "interrupted" in cli("status").out
+    assert cli("run").code == 0
+    assert_mirror_equals(fetch_mirror_sync(database_url), dataset.expected_mirror())
