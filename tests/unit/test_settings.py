@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -337,3 +339,15 @@ def test_empty_ca_bundle_means_none(
 @pytest.mark.parametrize("value", ["inf", "1e400"])
 def test_infinite_rate_limit_is_a_config_error(value: str) -> None:
     assert config_error(sync_rate_limit=value).startswith("setting SYNC_RATE_LIMIT")
+
+
+def test_env_example_lists_every_setting_and_loads_as_is(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """.env.example is the settings' documentation: it names each one, and a copy of it loads."""
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    listed = set(re.findall(r"^([A-Z_]+)=", example.read_text(encoding="utf-8"), re.MULTILINE))
+    assert listed == {name.upper() for name in Settings.model_fields}
+    shutil.copy(example, tmp_path / ".env")
+    monkeypatch.chdir(tmp_path)
+    for name in listed:
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings().sync_page_size == 100
