@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -80,7 +80,29 @@ class ImportCounts:
 class MirrorStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert
+        # The per-page statements never change: build them once, not on every page.
+        files = CustomerFile.__table__
+        self._known_files_stmt = select(files.c.id, files.c.raw, files.c.deleted_at).where(
+            files.c.id.in_(bindparam("ids", expanding=True))
+        )
+        upsert = insert(files)
+        self._files_upsert_stmt = upsert.on_conflict_do_update(
+            index_elements=[files.c.id],
+            set_={name: upsert.excluded[name] for name in _REFRESHED_COLUMNS}
+            | {"last_seen_at": upsert.excluded.last_seen_at, "deleted_at": None},
+        )
+        rejected = RejectedRecordRow.__table__
+        set_aside = insert(rejected)
+        self._set_aside_stmt = set_aside.on_conflict_do_update(
+            index_elements=[rejected.c.customer_ref, rejected.c.payload_sha256],
+            set_={
+                "last_rejected_at": set_aside.excluded.last_rejected_at,
+                "run_id": set_aside.excluded.run_id,
+                "reason": set_aside.excluded.reason,
+            },
+        )
 
     # -- customers -------------------------------------------------------------------------
 
@@ -230,14 +252,9 @@ class MirrorStore:
     ) -> None:
         # A server that repeats an id within a page would make one statement touch a row twice.
         unique = list({r.id: r for r in reversed(records)}.values())
-        table = CustomerFile.__table__
         known = {
             row.id: row
-            for row in await conn.execute(
-                select(table.c.id, table.c.raw, table.c.deleted_at).where(
-                    table.c.id.in_([r.id for r in unique])
-                )
-            )
+            for row in await conn.execute(self._known_files_stmt, {"ids": [r.id for r in unique]})
         }
         for record in unique:
             before = known.get(record.id)
@@ -247,15 +264,8 @@ class MirrorStore:
                 counts.updated += 1
             else:
                 counts.unchanged += 1
-        rows = [_file_values(r, customer_ref, now) for r in unique]
-        stmt = self._insert(table)
-        refreshed = {name: stmt.excluded[name] for name in _REFRESHED_COLUMNS}
         await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.id],
-                set_=refreshed | {"last_seen_at": stmt.excluded.last_seen_at, "deleted_at": None},
-            ),
-            rows,
+            self._files_upsert_stmt, [_file_values(r, customer_ref, now) for r in unique]
         )
 
     async def _set_aside(
@@ -266,7 +276,6 @@ class MirrorStore:
         run_id: int | None,
         now: datetime,
     ) -> None:
-        table = RejectedRecordRow.__table__
         rows = {}
         for item in rejected:
             digest = hashlib.sha256(item.payload.encode("utf-8", "surrogatepass")).hexdigest()
@@ -280,18 +289,7 @@ class MirrorStore:
                 "first_rejected_at": now,
                 "last_rejected_at": now,
             }
-        stmt = self._insert(table)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.customer_ref, table.c.payload_sha256],
-                set_={
-                    "last_rejected_at": stmt.excluded.last_rejected_at,
-                    "run_id": stmt.excluded.run_id,
-                    "reason": stmt.excluded.reason,
-                },
-            ),
-            list(rows.values()),
-        )
+        await conn.execute(self._set_aside_stmt, list(rows.values()))
 
     async def _write_state(
         self, conn: AsyncConnection, customer_ref: int, values: dict[str, Any]
