@@ -130,13 +130,14 @@ def customers_import(
             raise ConfigError(f"{path}: {exc}") from None
         async with _store(settings) as store:
             counts = await store.import_customers(rows)
-        for problem in problems:
+        skipped = sorted([*problems, *counts.conflicts], key=lambda p: p.line)
+        for problem in skipped:
             err.print(f"{path}: {problem} (line skipped)", markup=False)
         out.print(
             f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged, "
-            f"{len(problems)} lines skipped"
+            f"{len(skipped)} lines skipped"
         )
-        return EXIT_PARTIAL if problems else EXIT_OK
+        return EXIT_PARTIAL if skipped else EXIT_OK
 
     _execute(body)
 
@@ -157,6 +158,9 @@ def customers_add(
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
             counts = await store.import_customers([row])
+        if counts.conflicts:
+            err.print(f"not added: {counts.conflicts[0]}", markup=False)
+            return EXIT_PARTIAL
         out.print("added" if counts.added else "updated" if counts.updated else "unchanged")
         return EXIT_OK
 

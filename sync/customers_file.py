@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 COLUMNS = ("customer_id", "user_id", "external_user_id", "sales_id")
 _MAX_ID = 2**63 - 1
@@ -18,6 +18,9 @@ class CustomerRow:
     user_id: str | None
     external_user_id: str | None
     sales_id: int | None
+    # Where it came from in a customers file (0: typed on the command line). Provenance, not
+    # data: two rows saying the same thing are equal wherever they stand.
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +29,7 @@ class LineProblem:
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
+        return f"line {self.line}: {self.reason}" if self.line else self.reason
 
 
 class CustomersFileError(ValueError):
@@ -115,6 +118,7 @@ def _collect(
             user_id=_text(fields.get("user_id"), "user_id"),
             external_user_id=_text(fields.get("external_user_id"), "external_user_id"),
             sales_id=_id(fields.get("sales_id"), "sales_id"),
+            line=line,
         )
     except ValueError as exc:
         problems.append(LineProblem(line, str(exc)))

@@ -51,7 +51,7 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
             out.print("   " + describe_report(second), markup=False)
 
             await _show_mirror(store.engine, dataset, settings, out)
-            failed = problems or first.status != "ok" or second.status != "ok"
+            failed = problems or counts.conflicts or first.status != "ok" or second.status != "ok"
             return EXIT_PARTIAL if failed else EXIT_OK
     finally:
         await simulator.stop()

@@ -17,7 +17,7 @@ from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync.customers_file import CustomerRow
+from sync.customers_file import CustomerRow, LineProblem
 from sync.models import (
     Customer,
     CustomerFile,
@@ -75,6 +75,7 @@ class ImportCounts:
     added: int
     updated: int
     unchanged: int
+    conflicts: list[LineProblem]
 
 
 class MirrorStore:
@@ -109,6 +110,7 @@ class MirrorStore:
     async def import_customers(self, rows: Sequence[CustomerRow]) -> ImportCounts:
         """Upsert customers, matched by customer_id, else by external_user_id. Idempotent."""
         added = updated = unchanged = 0
+        conflicts: list[LineProblem] = []
         async with self.engine.begin() as conn:
             existing = (await conn.execute(select(Customer.__table__))).mappings().all()
             by_id = {r["customer_id"]: dict(r) for r in existing if r["customer_id"] is not None}
@@ -122,6 +124,10 @@ class MirrorStore:
                 match = by_id.get(row.customer_id) if row.customer_id is not None else None
                 if match is None and row.external_user_id is not None:
                     match = by_ext.get(row.external_user_id)
+                clash = _identity_clash(row, match, by_ext)
+                if clash:
+                    conflicts.append(LineProblem(row.line, clash))
+                    continue
                 given = {k: v for k, v in _customer_fields(row).items() if v is not None}
                 if match is None:
                     values = {**_customer_fields(row), "created_at": now, "updated_at": now}
@@ -145,7 +151,7 @@ class MirrorStore:
                     by_id[record["customer_id"]] = record
                 if record["external_user_id"] is not None:
                     by_ext[record["external_user_id"]] = record
-        return ImportCounts(added, updated, unchanged)
+        return ImportCounts(added, updated, unchanged, conflicts)
 
     async def customers(self, selectors: Sequence[str] = ()) -> list[CustomerKey]:
         """All customers in id order, or those whose customer_id or external_user_id is named."""
@@ -394,6 +400,33 @@ _RUN_COUNTERS = (
     "retries",
     "errors",
 )
+
+
+def _identity_clash(
+    row: CustomerRow, match: dict[str, Any] | None, by_ext: dict[str, dict[str, Any]]
+) -> str:
+    """Why ``row`` cannot be merged into ``match`` ('' when it can): one customer never takes
+    another's WeCom id, and a known id is never silently replaced by a different one."""
+    if match is None:
+        return ""
+    if row.external_user_id is not None:
+        owner = by_ext.get(row.external_user_id)
+        if owner is not None and owner["id"] != match["id"]:
+            return (
+                f"external_user_id {row.external_user_id} belongs to customer_id "
+                f"{owner['customer_id']}, not {row.customer_id}"
+            )
+        if match["external_user_id"] not in (None, row.external_user_id):
+            return (
+                f"customer_id {match['customer_id']} already has external_user_id "
+                f"{match['external_user_id']}, not {row.external_user_id}"
+            )
+    if row.customer_id is not None and match["customer_id"] not in (None, row.customer_id):
+        return (
+            f"external_user_id {match['external_user_id']} belongs to customer_id "
+            f"{match['customer_id']}, not {row.customer_id}"
+        )
+    return ""
 
 
 def _customer_fields(row: CustomerRow) -> dict[str, Any]:

@@ -241,3 +241,16 @@ def test_ctrl_c_mid_backfill_exits_130_and_the_next_run_finishes(
     assert "interrupted" in cli("status").out
     assert cli("run").code == 0
     assert_mirror_equals(fetch_mirror_sync(database_url), dataset.expected_mirror())
+
+
+def test_contradicting_identities_are_named_and_the_rest_imports(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("customer_id,external_user_id\n1,wm-a\n2,wm-b\n", "utf-8")
+    assert cli("customers", "import", str(path)).code == 0
+    path.write_text("customer_id,external_user_id\n1,wm-b\n3,wm-c\n", "utf-8")
+    result = cli("customers", "import", str(path))
+    assert result.code == 3 and result.out.startswith("1 added")
+    assert "line 2: external_user_id wm-b belongs to customer_id 2" in result.err
+    clash = cli("customers", "add", "--customer-id", "9", "--external-user-id", "wm-a")
+    assert clash.code == 3 and "not added" in clash.err and "wm-a" in clash.err
+    no_trace(result.both + clash.both)

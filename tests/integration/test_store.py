@@ -236,3 +236,29 @@ async def test_every_statement_binds_its_data(store: MirrorStore) -> None:
     )
     async with store.engine.connect() as conn:
         assert await conn.scalar(text("SELECT file_name FROM customer_files WHERE id = 7")) == nasty
+
+
+async def test_a_line_that_contradicts_known_identities_is_set_aside_not_fatal(
+    store: MirrorStore,
+) -> None:
+    """Regression: such a line used to abort the whole import (unique violation) or silently
+    move one customer's WeCom id onto another."""
+    await store.import_customers(
+        [CustomerRow(1, None, "wm-a", None), CustomerRow(2, None, "wm-b", None)]
+    )
+    counts = await store.import_customers(
+        [
+            CustomerRow(1, None, "wm-b", None, line=2),  # wm-b is customer 2's
+            CustomerRow(3, None, "wm-a", None, line=3),  # wm-a is customer 1's
+            CustomerRow(4, "u4", None, None, line=4),  # fine
+        ]
+    )
+    assert (counts.added, counts.updated) == (1, 0)
+    assert [c.line for c in counts.conflicts] == [2, 3]
+    assert "wm-b" in counts.conflicts[0].reason and "2" in counts.conflicts[0].reason
+    customers = await store.customers()
+    assert [(c.customer_id, c.external_user_id) for c in customers] == [
+        (1, "wm-a"),
+        (2, "wm-b"),
+        (4, None),
+    ]
