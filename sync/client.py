@@ -60,6 +60,10 @@ class TanmaClient:
         self.outcomes: Counter[str] = Counter()
         self.rate_limit_waits = 0
 
+    @property
+    def failed_requests(self) -> int:
+        return self.requests - self.outcomes["ok"]
+
     async def __aenter__(self) -> TanmaClient:
         timeout = aiohttp.ClientTimeout(
             total=self._settings.tanma_request_timeout,

@@ -55,7 +55,7 @@ class RunTotals:
     records_deleted: int = 0
     requests: int = 0
     retries: int = 0
-    errors: int = 0
+    errors: int = 0  # request attempts that failed (retried or not)
 
     @property
     def status(self) -> str:
@@ -109,7 +109,8 @@ class SyncEngine:
         queue: asyncio.Queue[CustomerKey] = asyncio.Queue()
         for customer in customers:
             queue.put_nowait(customer)
-        requests_before, retries_before = self._client.requests, self._client.retries
+        client = self._client
+        before = (client.requests, client.retries, client.failed_requests)
 
         async def worker() -> None:
             while True:
@@ -122,7 +123,6 @@ class SyncEngine:
                     totals.customers_ok += 1
                 else:
                     totals.customers_failed += 1
-                    totals.errors += 1
                     failures.append(f"customer {customer.label}: {error}")
                 self._progress.customer_done(error is None)
 
@@ -145,8 +145,9 @@ class SyncEngine:
             status = totals.status
             summary = "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "") or None
         finally:
-            totals.requests = self._client.requests - requests_before
-            totals.retries = self._client.retries - retries_before
+            totals.requests = client.requests - before[0]
+            totals.retries = client.retries - before[1]
+            totals.errors = client.failed_requests - before[2]
             await self._finish(run_id, status, totals, summary)
         elapsed = asyncio.get_running_loop().time() - started
         report = RunReport(run_id, mode, len(customers), totals, elapsed, failures)

@@ -204,8 +204,11 @@ async def test_transient_faults_are_retried_and_nothing_is_lost(
     report = await sync_pass(settings, store, PassMode.BACKFILL)
     assert report.status == "ok", report.failures
     assert report.totals.retries > 0
+    # Every failed attempt was retried (nothing was given up), so the two counts agree.
+    assert report.totals.errors == report.totals.retries
     stats = simulator.stats.as_dict()
     assert stats["requests_total"] == report.totals.requests
+    assert stats["outcomes"]["ok"] == report.totals.requests - report.totals.errors
     assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())
 
 
