@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -25,6 +26,7 @@ from sync.pager import PassMode
 from sync.records import CHINA_TZ
 from sync.service import describe_report, open_store, sync_pass
 from sync.settings import Settings, load_settings
+from sync.store import MirrorStore
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
@@ -84,7 +86,7 @@ def _execute(body: Callable[[Settings], Awaitable[int]], **overrides: Any) -> No
     raise typer.Exit(code)
 
 
-def _store(settings: Settings):  # type: ignore[no-untyped-def]
+def _store(settings: Settings) -> AbstractAsyncContextManager[MirrorStore]:
     return open_store(settings, migrate=_Options.migrate)
 
 

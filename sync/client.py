@@ -11,6 +11,7 @@ import email.utils
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -191,7 +192,7 @@ class TanmaClient:
         # A Retry-After of zero (or in the past) still backs off: the server is under load.
         return max(backoff, retry_after or 0.0)
 
-    def _before_retry(self, customer: CustomerKey):  # type: ignore[no-untyped-def]
+    def _before_retry(self, customer: CustomerKey) -> Callable[[RetryCallState], None]:
         def hook(state: RetryCallState) -> None:
             self.retries += 1
             error = state.outcome.exception() if state.outcome else None

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.customers_file import parse_customers
 from sync.models import CustomerFile
@@ -57,7 +58,9 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
         await simulator.stop()
 
 
-async def _show_mirror(engine, dataset: SimDataset, settings: Settings, out: Console) -> None:  # type: ignore[no-untyped-def]
+async def _show_mirror(
+    engine: AsyncEngine, dataset: SimDataset, settings: Settings, out: Console
+) -> None:
     expected = dataset.expected_mirror()
     async with engine.connect() as conn:
         ids = set((await conn.execute(select(CustomerFile.id))).scalars())

@@ -72,3 +72,24 @@ def fetch_mirror_sync(database_url: str) -> list[Any]:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+def dump_database_sync(database_url: str) -> str:
+    """Every row of every table as text, for scanning what the database holds."""
+    from sqlalchemy import MetaData
+
+    async def read() -> str:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                meta = MetaData()
+                await conn.run_sync(meta.reflect)
+                lines = []
+                for table in meta.sorted_tables:
+                    for row in await conn.execute(select(table)):
+                        lines.append(f"{table.name}: {tuple(row)!r}")
+                return "\n".join(lines)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())

@@ -149,6 +149,7 @@ async def test_poison_records_are_set_aside_and_the_rest_is_stored(
     assert len(rejected) == len(unusable)
     assert all(r.reason and r.payload for r in rejected)
     not_json = [p for p in dataset.poison_records() if p.kind == "content_not_json"]
+    assert not_json, "the data set should hold a record whose fileContent is not JSON"
     for poison in not_json:
         row = next(r for r in rows if r.id == poison.key)
         assert row.file_size_bytes is None and row.raw["fileContent"] == poison.body["fileContent"]
