@@ -423,6 +423,9 @@ def main() -> None:
         app()
     except SystemExit:
         raise
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handling began
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except Exception as exc:  # the last line of defence: one line, never a trace
         print(f"error: internal error ({type(exc).__name__}: {exc})", file=sys.stderr)
         sys.exit(EXIT_FATAL)
