@@ -5,26 +5,94 @@ answers or SQL; it wires the pager, the client and the store together and keeps 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.client import TanmaClient
 from sync.db import describe_db_error
-from sync.errors import CustomerError, FatalError, TransientError
+from sync.errors import CustomerError, FatalError, LeaseLost, TransientError
 from sync.models import utc_now
 from sync.pager import PageVerdict, PassMode, begin_pass, next_last_id, step
 from sync.records import FileRecord, RejectedRecord, parse_record
 from sync.settings import Settings
-from sync.store import CustomerKey, MirrorStore, PageCounts
+from sync.store import CustomerKey, Fence, MirrorStore, PageCounts
 
 log = structlog.get_logger("tanma_sync.engine")
 
 # Several customers in a row failing on the database means the database is gone, not the data.
 _DB_FAILURES_BEFORE_GIVING_UP = 3
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One customer to sync, and how."""
+
+    customer: CustomerKey
+    mode: PassMode
+
+
+@dataclass(slots=True)
+class CustomerOutcome:
+    """What one customer's pass came to. ``stopped`` means it was handed back unfinished (a
+    shutdown, a lost lease): not a failure, its cursor is consistent and the next pass resumes."""
+
+    error: str | None = None
+    stopped: str | None = None
+    counts: PageCounts = field(default_factory=PageCounts)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.stopped is None
+
+
+class CustomerFeed(Protocol):
+    """Where a pass's workers get customers from: a fixed list (the CLI) or leases (the daemon)."""
+
+    async def next(self) -> Assignment | None: ...
+
+    async def finished(self, assignment: Assignment, outcome: CustomerOutcome) -> None: ...
+
+    def may_continue(self, customer: CustomerKey) -> str | None:
+        """None to go on with this customer's next page, else why not."""
+        ...
+
+    def deadline(self, customer: CustomerKey) -> float | None:
+        """Loop time by which the customer must be let go (its lease runs out), or None."""
+        ...
+
+    def fence(self, customer: CustomerKey) -> Fence | None:
+        """A check run inside every page transaction, or None."""
+        ...
+
+
+class ListFeed:
+    """The customers of a command-line pass, each once, all in one mode."""
+
+    def __init__(self, customers: Sequence[CustomerKey], mode: PassMode) -> None:
+        self._pending = deque(Assignment(c, mode) for c in customers)
+
+    async def next(self) -> Assignment | None:
+        return self._pending.popleft() if self._pending else None
+
+    async def finished(self, assignment: Assignment, outcome: CustomerOutcome) -> None:
+        pass
+
+    def may_continue(self, customer: CustomerKey) -> str | None:
+        return None
+
+    def deadline(self, customer: CustomerKey) -> float | None:
+        return None
+
+    def fence(self, customer: CustomerKey) -> Fence | None:
+        return None
 
 
 class ProgressSink(Protocol):
@@ -69,6 +137,13 @@ class RunTotals:
         self.records_rejected += counts.rejected
         self.records_deleted += counts.deleted
 
+    def add_outcome(self, outcome: CustomerOutcome) -> None:
+        """Count the customer; its pages were counted as they committed."""
+        if outcome.error is not None:
+            self.customers_failed += 1
+        elif outcome.stopped is None:
+            self.customers_ok += 1
+
 
 @dataclass
 class RunReport:
@@ -98,35 +173,44 @@ class SyncEngine:
         self._progress = progress or _NoProgress()
         self._db_failures_in_a_row = 0
 
-    async def run_pass(self, mode: PassMode, customers: Sequence[CustomerKey]) -> RunReport:
-        """Sync every customer given; returns the tally. Raises FatalError to stop everything."""
+    async def run_pass(
+        self,
+        mode: PassMode,
+        customers: Sequence[CustomerKey] | CustomerFeed,
+        *,
+        worker_id: str | None = None,
+    ) -> RunReport:
+        """Sync every customer the feed hands out (or every one listed); returns the tally.
+
+        Raises FatalError to stop everything.
+        """
         started = asyncio.get_running_loop().time()
-        run_id = await self._store.start_run(mode.value, len(customers))
+        feed = ListFeed(customers, mode) if isinstance(customers, Sequence) else customers
+        known_total = len(customers) if isinstance(customers, Sequence) else None
+        run_id = await self._store.start_run(mode.value, known_total or 0, worker_id=worker_id)
         totals = RunTotals()
         failures: list[str] = []
-        self._progress.customers_total(len(customers))
-        log.info("pass_started", run_id=run_id, mode=mode.value, customers=len(customers))
-        queue: asyncio.Queue[CustomerKey] = asyncio.Queue()
-        for customer in customers:
-            queue.put_nowait(customer)
+        handed_out = 0
+        if known_total is not None:
+            self._progress.customers_total(known_total)
+        log.info("pass_started", run_id=run_id, mode=mode.value, customers=known_total)
         client = self._client
         before = (client.requests, client.retries, client.failed_requests)
 
         async def worker() -> None:
-            while True:
-                try:
-                    customer = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                error = await self._sync_customer(customer, mode, run_id, totals)
-                if error is None:
-                    totals.customers_ok += 1
-                else:
-                    totals.customers_failed += 1
-                    failures.append(f"customer {customer.label}: {error}")
-                self._progress.customer_done(error is None)
+            nonlocal handed_out
+            while (assignment := await feed.next()) is not None:
+                handed_out += 1
+                outcome = await self._sync_customer(assignment, feed, run_id, totals)
+                totals.add_outcome(outcome)
+                if outcome.error is not None:
+                    failures.append(f"customer {assignment.customer.label}: {outcome.error}")
+                await feed.finished(assignment, outcome)
+                self._progress.customer_done(outcome.error is None)
 
-        workers = min(self._settings.sync_concurrency, max(1, len(customers)))
+        workers = self._settings.sync_concurrency
+        if known_total is not None:
+            workers = min(workers, max(1, known_total))
         status, summary = "failed", None
         try:
             async with asyncio.TaskGroup() as group:
@@ -148,28 +232,42 @@ class SyncEngine:
             totals.requests = client.requests - before[0]
             totals.retries = client.retries - before[1]
             totals.errors = client.failed_requests - before[2]
-            await self._finish(run_id, status, totals, summary)
+            total = known_total if known_total is not None else handed_out
+            await self._finish(run_id, status, totals, summary, total)
         elapsed = asyncio.get_running_loop().time() - started
-        report = RunReport(run_id, mode, len(customers), totals, elapsed, failures)
+        report = RunReport(run_id, mode, known_total or handed_out, totals, elapsed, failures)
         log.info("pass_finished", run_id=run_id, status=status, **asdict(totals))
         return report
 
     async def _finish(
-        self, run_id: int, status: str, totals: RunTotals, summary: str | None
+        self, run_id: int, status: str, totals: RunTotals, summary: str | None, customers: int
     ) -> None:
         try:
-            await self._store.finish_run(run_id, status, asdict(totals), summary)
+            await _complete_even_if_cancelled(
+                self._store.finish_run(
+                    run_id, status, asdict(totals) | {"customers_total": customers}, summary
+                )
+            )
         except SQLAlchemyError as exc:
             log.error("run_not_recorded", run_id=run_id, error=describe_db_error(exc))
 
     async def _sync_customer(
-        self, customer: CustomerKey, mode: PassMode, run_id: int, totals: RunTotals
-    ) -> str | None:
-        """One customer's pass. Returns None when it completed, else why it stopped."""
+        self, assignment: Assignment, feed: CustomerFeed, run_id: int, totals: RunTotals
+    ) -> CustomerOutcome:
+        """One customer's pass; what it came to is in the outcome, never raised (but fatal)."""
+        customer = assignment.customer
+        outcome = CustomerOutcome()
         bound = log.bind(customer=customer.label, run_id=run_id)
+        reason: str | None = None
         try:
-            reason = await self._walk(customer, mode, run_id, totals, bound)
+            outcome.stopped = await self._walk(
+                assignment, feed, run_id, (outcome.counts, totals), bound
+            )
             self._db_failures_in_a_row = 0
+        except LeaseLost as exc:
+            outcome.stopped = str(exc)
+        except _CustomerStuck as exc:
+            reason = str(exc)
         except (TransientError, CustomerError) as exc:
             reason = f"gave up for this pass: {exc}"
         except SQLAlchemyError as exc:
@@ -184,23 +282,29 @@ class SyncEngine:
             # because nothing is written outside save_page's transaction.
             bound.exception("internal_error")
             reason = f"internal error ({type(exc).__name__}: {exc})"
+        if outcome.stopped is not None:
+            bound.info("customer_handed_back", reason=outcome.stopped)
         if reason is None:
-            return None
+            return outcome
+        outcome.error = reason
         bound.warning("customer_failed", reason=reason)
         try:
             await self._store.record_failure(customer.ref, reason)
         except SQLAlchemyError as exc:
             bound.error("failure_not_recorded", error=describe_db_error(exc))
-        return reason
+        return outcome
 
     async def _walk(
         self,
-        customer: CustomerKey,
-        mode: PassMode,
+        assignment: Assignment,
+        feed: CustomerFeed,
         run_id: int,
-        totals: RunTotals,
+        tallies: tuple[PageCounts, RunTotals],
         bound: structlog.typing.FilteringBoundLogger,
     ) -> str | None:
+        """Page through one customer. Returns None when complete, else why it stopped early;
+        raises for failures."""
+        customer, mode = assignment.customer, assignment.mode
         page_size = self._settings.sync_page_size
         lookback = self._settings.lookback_ids
         stored = await self._store.load_cursor(customer.ref)
@@ -209,8 +313,17 @@ class SyncEngine:
         # to date as of this pass.
         top_up = stored.in_pass
         cursor = begin_pass(stored, mode, lookback, utc_now())
+        fence = feed.fence(customer)
         while True:
-            page = await self._client.list_files(customer, next_last_id(cursor), page_size)
+            halt = feed.may_continue(customer)
+            if halt is not None:
+                return halt
+            try:
+                # The request must not outlive the lease: past it, another worker may start.
+                async with asyncio.timeout_at(feed.deadline(customer)):
+                    page = await self._client.list_files(customer, next_last_id(cursor), page_size)
+            except TimeoutError:
+                return "its lease ran out during a request"
             records, rejected = split_items(page.items)
             outcome = step(
                 cursor,
@@ -220,16 +333,22 @@ class SyncEngine:
                 reported_size=page.reported_page_size,
                 stop_on_short_page=self._settings.sync_stop_on_short_page,
             )
-            counts = await self._store.save_page(
-                customer,
-                records,
-                rejected,
-                outcome.cursor,
-                run_id=run_id,
-                completed=outcome.verdict is PageVerdict.COMPLETE,
-                vanished=outcome.vanished,
+            # Once a page is fetched its transaction commits or rolls back whole, even if a
+            # shutdown cancels this worker meanwhile.
+            counts = await _complete_even_if_cancelled(
+                self._store.save_page(
+                    customer,
+                    records,
+                    rejected,
+                    outcome.cursor,
+                    run_id=run_id,
+                    completed=outcome.verdict is PageVerdict.COMPLETE,
+                    vanished=outcome.vanished,
+                    fence=fence,
+                )
             )
-            totals.add_page(counts)
+            _add_counts(tallies[0], counts)
+            tallies[1].add_page(counts)
             self._progress.page_done(len(records))
             for item in rejected:
                 bound.warning("record_rejected", reason=item.reason, record_id=item.record_id)
@@ -241,8 +360,38 @@ class SyncEngine:
                     continue
                 return None
             if outcome.verdict is PageVerdict.STUCK:
-                return outcome.detail
+                raise _CustomerStuck(outcome.detail)
             cursor = outcome.cursor
+
+
+class _CustomerStuck(Exception):
+    """The pager cannot go on with this customer (a cursor that does not advance, …)."""
+
+
+async def _complete_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Await ``work`` to the end even when the caller is cancelled meanwhile; the cancellation
+    is delivered afterwards. Keeps a transaction from being abandoned half-way by a shutdown."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+def _add_counts(total: PageCounts, page: PageCounts) -> None:
+    total.inserted += page.inserted
+    total.updated += page.updated
+    total.unchanged += page.unchanged
+    total.rejected += page.rejected
+    total.deleted += page.deleted
 
 
 def _first_fatal(group: BaseExceptionGroup) -> FatalError | None:

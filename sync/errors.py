@@ -42,3 +42,7 @@ class ClockSkew(TransientError):
 
 class CustomerError(SyncError):
     """This customer's pass cannot go on now (retries spent, a broken cursor, a refused body)."""
+
+
+class LeaseLost(SyncError):
+    """Another worker may now own this customer (our lease expired): stop touching it."""

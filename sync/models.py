@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -164,6 +165,8 @@ class SyncRun(Base):
     retries: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_summary: Mapped[str | None] = mapped_column(Text)
+    # The daemon that ran this pass (SYNC_WORKER_ID); NULL for a pass run from the command line.
+    worker_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class RejectedRecordRow(Base):
@@ -181,3 +184,36 @@ class RejectedRecordRow(Base):
     payload_sha256: Mapped[str] = mapped_column(String(64))
     first_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerSchedule(Base):
+    """The daemon's plan for one customer: its poll interval, when it is next due, and the
+    lease of the daemon working it (a lease past ``lease_expires_at`` belongs to nobody)."""
+
+    __tablename__ = "customer_schedule"
+    __table_args__ = (Index(None, "next_due_at"), Index(None, "lease_owner"))
+
+    customer_ref: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    poll_interval_s: Mapped[float | None] = mapped_column(Double)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_new_files_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    full_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_full_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_worker_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class SyncWorker(Base):
+    """A live daemon. Workers split the app's rate limit by counting the rows whose heartbeat
+    is fresh; a crashed worker's row goes stale and stops counting."""
+
+    __tablename__ = "sync_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)

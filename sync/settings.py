@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sync.durations import parse_duration
 from sync.errors import ConfigError
+from sync.schedule import Cadence, PollPolicy, parse_cadence
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -49,6 +58,17 @@ class Settings(BaseSettings):
     sync_log_format: Literal["auto", "console", "json", "logfmt"] = "auto"
     sync_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # The daemon (see sync/schedule.py for how these combine).
+    sync_schedule: str = "15m"
+    sync_full_schedule: str = "0 3 * * 0"
+    sync_schedule_timezone: str = "Asia/Shanghai"
+    sync_poll_max_interval: Duration = Field(default=4 * 3600.0, gt=0)
+    sync_max_staleness: Duration = Field(default=6 * 3600.0, gt=0)
+    sync_lease_ttl: Duration = Field(default=120.0, ge=1)
+    sync_shutdown_timeout: Duration = Field(default=30.0, gt=0)
+    sync_http_listen: str = "127.0.0.1:9477"
+    sync_worker_id: str = Field(default="", max_length=128)
+
     @field_validator("tanma_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -73,6 +93,59 @@ class Settings(BaseSettings):
             raise ValueError(f"no such file: {value}")
         return value
 
+    @field_validator("sync_schedule_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (write e.g. Asia/Shanghai or UTC)"
+            ) from None
+        return value
+
+    @field_validator("sync_http_listen")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _schedules(self) -> Settings:
+        for name in ("sync_schedule", "sync_full_schedule"):
+            text = getattr(self, name)
+            if name == "sync_full_schedule" and text.strip().lower() in _OFF:
+                continue
+            try:
+                parse_cadence(text, self.sync_schedule_timezone)
+            except ValueError as exc:
+                raise ValueError(f"setting {name.upper()}: {exc}") from None
+        self.poll_policy  # noqa: B018 - validates the bounds against each other
+        return self
+
+    @property
+    def sweep_cadence(self) -> Cadence:
+        return parse_cadence(self.sync_schedule, self.sync_schedule_timezone)
+
+    @property
+    def full_cadence(self) -> Cadence | None:
+        """The full-reconcile schedule, or None when SYNC_FULL_SCHEDULE is off."""
+        if self.sync_full_schedule.strip().lower() in _OFF:
+            return None
+        return parse_cadence(self.sync_full_schedule, self.sync_schedule_timezone)
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        return PollPolicy(
+            min_interval=self.sweep_cadence.longest_gap_s,
+            max_interval=self.sync_poll_max_interval,
+            max_staleness=self.sync_max_staleness,
+        )
+
+    @property
+    def http_listen_address(self) -> tuple[str, int] | None:
+        return parse_listen_address(self.sync_http_listen)
+
     @property
     def lookback_ids(self) -> int:
         """SYNC_LOOKBACK as a distance in record-id units."""
@@ -92,6 +165,21 @@ class Settings(BaseSettings):
             raise ConfigError(f"setting {' and '.join(missing)} is not set (see .env.example)")
 
 
+_OFF = frozenset({"", "off", "none", "never"})
+
+
+def parse_listen_address(text: str) -> tuple[str, int] | None:
+    """``host:port`` (``[::1]:9477`` for IPv6), or None for ``off``."""
+    text = text.strip()
+    if text.lower() in _OFF:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:9477, or off)")
+    return host, int(port)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and ``.env``; ``overrides`` win. Raises ConfigError."""
     try:
@@ -102,8 +190,13 @@ def load_settings(**overrides: object) -> Settings:
 
 def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
+    more = f"; and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+    if not first["loc"]:
+        # A check across settings: its message names them, and its input is every setting,
+        # secrets included, so it is never echoed.
+        message = first["msg"].removeprefix("Value error, ")
+        return (message if message.startswith("setting") else f"settings: {message}") + more
     field = str(first["loc"][0]) if first["loc"] else "?"
     message = first["msg"].removeprefix("Value error, ")
     shown = "" if field in SECRET_SETTINGS else f" (got {first.get('input')!r})"
-    more = f"; and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
     return f"setting {field.upper()}: {message}{shown}{more}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,11 @@ _CURSOR_COLUMNS = (
     "pass_started_at",
     "pass_full",
 )
+
+
+# A check that runs first inside a page transaction and raises to roll it back (the daemon's
+# lease check: a worker that lost a customer must not write its pages).
+Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +196,14 @@ class MirrorStore:
         run_id: int | None,
         completed: bool,
         vanished: VanishedCheck | None = None,
+        fence: Fence | None = None,
     ) -> PageCounts:
         """One page in one transaction: its rows, its rejected items and the new cursor."""
         now = utc_now()
         counts = PageCounts()
         async with self.engine.begin() as conn:
+            if fence is not None:
+                await fence(conn)
             if records:
                 await self._upsert_files(conn, customer.ref, records, now, counts)
             if rejected:
@@ -310,7 +318,9 @@ class MirrorStore:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def start_run(self, mode: str, customers_total: int) -> int:
+    async def start_run(
+        self, mode: str, customers_total: int, *, worker_id: str | None = None
+    ) -> int:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 SyncRun.__table__.insert()
@@ -319,6 +329,7 @@ class MirrorStore:
                     status="running",
                     started_at=utc_now(),
                     customers_total=customers_total,
+                    worker_id=worker_id,
                     **dict.fromkeys(_RUN_COUNTERS, 0),
                 )
                 .returning(SyncRun.id)

@@ -1,0 +1,324 @@
+"""The daemons' shared state, behind one narrow layer: who is alive, which customer is due,
+and who holds it.
+
+A worker owns a customer while its lease in ``customer_schedule`` has not expired. Claims take
+due rows with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers claiming at the
+same moment never get the same customer; every page transaction re-checks (and renews) the lease
+inside the transaction (``lease_fence``), so a worker that lost its lease cannot write a page.
+
+Times that several hosts compare (lease expiry, heartbeats) come from PostgreSQL's clock, not
+from each host's. SQLite serves one daemon only, whose own clock is then the only one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sync.errors import LeaseLost
+from sync.models import (
+    Customer,
+    CustomerSchedule,
+    CustomerSyncState,
+    SyncWorker,
+    utc_now,
+)
+from sync.store import CustomerKey, Fence
+
+_SCHEDULE = CustomerSchedule.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A customer this worker now holds, with what the scheduling policy needs to know."""
+
+    customer: CustomerKey
+    full: bool
+    poll_interval_s: float | None
+    last_success_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stalest:
+    """The customer checked longest ago (never-checked ones count from when they were added)."""
+
+    label: str
+    since: datetime
+    customers: int
+
+
+class FleetStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if self._postgres else sqlite.insert
+
+    # -- clock -----------------------------------------------------------------------------
+
+    def _now(self, plus_s: float = 0.0) -> Any:
+        """The database's 'now' on PostgreSQL (one clock for every host), ours on SQLite."""
+        if self._postgres:
+            return func.now() + timedelta(seconds=plus_s) if plus_s else func.now()
+        return utc_now() + timedelta(seconds=plus_s)
+
+    async def database_now(self) -> datetime:
+        if not self._postgres:
+            return utc_now()
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.now()))).scalar_one()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, hostname: str, pid: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(SyncWorker).where(SyncWorker.worker_id == worker_id))
+            await conn.execute(
+                insert(SyncWorker).values(
+                    worker_id=worker_id,
+                    hostname=hostname,
+                    pid=pid,
+                    started_at=self._now(),
+                    heartbeat_at=self._now(),
+                )
+            )
+
+    async def heartbeat(self, worker_id: str, lease_ttl: float) -> int:
+        """Renew this worker's row and leases; returns how many workers are alive."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(SyncWorker)
+                .where(SyncWorker.worker_id == worker_id)
+                .values(heartbeat_at=self._now())
+            )
+            await conn.execute(
+                update(CustomerSchedule)
+                .where(
+                    CustomerSchedule.lease_owner == worker_id,
+                    CustomerSchedule.lease_expires_at > self._now(),
+                )
+                .values(lease_expires_at=self._now(lease_ttl))
+            )
+            return await self._live_workers(conn, lease_ttl)
+
+    async def live_workers(self, lease_ttl: float) -> int:
+        async with self.engine.connect() as conn:
+            return await self._live_workers(conn, lease_ttl)
+
+    async def _live_workers(self, conn: AsyncConnection, lease_ttl: float) -> int:
+        # A worker that missed its heartbeats for a whole lease lifetime is gone.
+        count = await conn.scalar(
+            select(func.count()).where(SyncWorker.heartbeat_at > self._now(-lease_ttl))
+        )
+        return int(count or 0)
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        """Hand back every lease and leave; the others take the customers on their next claim."""
+        async with self.engine.begin() as conn:
+            await self._release_all(conn, worker_id)
+            await conn.execute(delete(SyncWorker).where(SyncWorker.worker_id == worker_id))
+
+    async def release_all(self, worker_id: str) -> int:
+        async with self.engine.begin() as conn:
+            return await self._release_all(conn, worker_id)
+
+    async def _release_all(self, conn: AsyncConnection, worker_id: str) -> int:
+        result = await conn.execute(
+            update(CustomerSchedule)
+            .where(CustomerSchedule.lease_owner == worker_id)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        return result.rowcount
+
+    # -- schedule --------------------------------------------------------------------------
+
+    async def ensure_schedule_rows(self) -> int:
+        """Give every customer (new ones too) a schedule row; a new row is due at once."""
+        missing = select(Customer.id).where(
+            ~select(_SCHEDULE.c.customer_ref)
+            .where(_SCHEDULE.c.customer_ref == Customer.id)
+            .exists()
+        )
+        stmt = (
+            self._insert(_SCHEDULE)
+            .from_select(["customer_ref"], missing)
+            .on_conflict_do_nothing(index_elements=[_SCHEDULE.c.customer_ref])
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def request_full(self, min_gap_s: float) -> int:
+        """Mark every customer for a full reconcile, due now, unless it had one (or was
+        marked) within ``min_gap_s``: several daemons firing the same schedule ask once."""
+        recent = self._now(-min_gap_s)
+        stmt = (
+            update(CustomerSchedule)
+            .where(
+                CustomerSchedule.full_requested_at.is_(None),
+                or_(
+                    CustomerSchedule.last_full_at.is_(None),
+                    CustomerSchedule.last_full_at < recent,
+                ),
+            )
+            .values(full_requested_at=self._now(), next_due_at=self._now())
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def claim_due(self, worker_id: str, limit: int, lease_ttl: float) -> list[Claim]:
+        """Lease up to ``limit`` due customers that nobody holds, most overdue first."""
+        now = self._now()
+        free = or_(_SCHEDULE.c.lease_owner.is_(None), _SCHEDULE.c.lease_expires_at < now)
+        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= now)
+        candidates = (
+            select(_SCHEDULE.c.customer_ref)
+            .where(due, free)
+            .order_by(_SCHEDULE.c.next_due_at.asc().nulls_first(), _SCHEDULE.c.customer_ref)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        take = (
+            update(_SCHEDULE)
+            .where(_SCHEDULE.c.customer_ref.in_(candidates.scalar_subquery()))
+            .values(lease_owner=worker_id, lease_expires_at=self._now(lease_ttl))
+            .returning(_SCHEDULE.c.customer_ref)
+        )
+        async with self.engine.begin() as conn:
+            refs = [row.customer_ref for row in await conn.execute(take)]
+            if not refs:
+                return []
+            rows = await conn.execute(
+                select(
+                    Customer,
+                    _SCHEDULE.c.full_requested_at,
+                    _SCHEDULE.c.poll_interval_s,
+                    _SCHEDULE.c.next_due_at,
+                    CustomerSyncState.last_success_at,
+                )
+                .join(_SCHEDULE, _SCHEDULE.c.customer_ref == Customer.id)
+                .outerjoin(CustomerSyncState, CustomerSyncState.customer_ref == Customer.id)
+                .where(Customer.id.in_(refs))
+            )
+            claimed = [
+                (
+                    row.next_due_at,
+                    Claim(
+                        CustomerKey(c.id, c.customer_id, c.external_user_id, c.user_id, c.sales_id),
+                        full=row.full_requested_at is not None,
+                        poll_interval_s=row.poll_interval_s,
+                        last_success_at=row.last_success_at,
+                    ),
+                )
+                for row in rows
+                for c in (row.Customer,)
+            ]
+        claimed.sort(
+            key=lambda pair: (pair[0] is not None, pair[0] or utc_now(), pair[1].customer.ref)
+        )
+        return [claim for _, claim in claimed]
+
+    def lease_fence(self, worker_id: str, customer_ref: int, lease_ttl: float) -> Fence:
+        """A check for the page transaction: the lease is still ours (and is renewed), or the
+        transaction rolls back with LeaseLost. On PostgreSQL the row lock it takes also keeps
+        any other worker's claim off this customer until the page commits."""
+
+        async def fence(conn: AsyncConnection) -> None:
+            result = await conn.execute(
+                update(CustomerSchedule)
+                .where(self._held(worker_id, customer_ref))
+                .values(lease_expires_at=self._now(lease_ttl))
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(f"lease on customer #{customer_ref} expired")
+
+        return fence
+
+    def _held(self, worker_id: str, customer_ref: int) -> ColumnElement[bool]:
+        return (
+            (CustomerSchedule.customer_ref == customer_ref)
+            & (CustomerSchedule.lease_owner == worker_id)
+            & (CustomerSchedule.lease_expires_at > self._now())
+        )
+
+    async def finish_customer(
+        self,
+        worker_id: str,
+        customer_ref: int,
+        *,
+        next_due_at: datetime,
+        poll_interval_s: float | None,
+        found_new: bool,
+        full_done: bool,
+    ) -> bool:
+        """Record a finished check and hand the lease back; False if the lease was lost."""
+        values: dict[str, Any] = {
+            "next_due_at": next_due_at,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "last_worker_id": worker_id,
+        }
+        if poll_interval_s is not None:
+            values["poll_interval_s"] = poll_interval_s
+        if found_new:
+            values["last_new_files_at"] = self._now()
+        if full_done:
+            values |= {"full_requested_at": None, "last_full_at": self._now()}
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(CustomerSchedule)
+                .where(
+                    CustomerSchedule.customer_ref == customer_ref,
+                    CustomerSchedule.lease_owner == worker_id,
+                )
+                .values(values)
+            )
+            return result.rowcount == 1
+
+    async def release(self, worker_id: str, customer_refs: Sequence[int]) -> None:
+        """Hand leases back without touching the plan: the customers stay due."""
+        if not customer_refs:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(CustomerSchedule)
+                .where(
+                    CustomerSchedule.customer_ref.in_(list(customer_refs)),
+                    CustomerSchedule.lease_owner == worker_id,
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def stalest(self) -> Stalest | None:
+        """The customer whose last successful check is oldest, or None without customers."""
+        since = func.coalesce(CustomerSyncState.last_success_at, Customer.created_at)
+        query = (
+            select(Customer.customer_id, Customer.external_user_id, since.label("since"))
+            .outerjoin(CustomerSyncState, CustomerSyncState.customer_ref == Customer.id)
+            .order_by(since.asc(), Customer.id)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            total = await conn.scalar(select(func.count()).select_from(Customer)) or 0
+        label = (
+            str(row.customer_id) if row.customer_id is not None else f"ext:{row.external_user_id}"
+        )
+        since_value = row.since
+        if isinstance(since_value, str):  # SQLite hands back text from coalesce()
+            since_value = datetime.fromisoformat(since_value)
+        if since_value.tzinfo is None:
+            since_value = since_value.replace(tzinfo=utc_now().tzinfo)
+        return Stalest(label, since_value, int(total))
