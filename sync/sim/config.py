@@ -31,6 +31,9 @@ class SimConfig:
     stall_s: float = 30
     burst429_length: int = 3  # how many requests after the first one a 429 burst also hits
     max_faults_per_customer_page: int | None = 3  # then that (customer, lastId) is served
+    # Encode each page once and serve the cached bytes after (benchmarks: the simulator must
+    # not be the ceiling). Off by default so tests exercise the encoding path every time.
+    prebuilt_pages: bool = False
 
     def fault_probabilities(self) -> dict[str, float]:
         return {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
@@ -64,6 +67,7 @@ _INTEGERS = frozenset(
         "max_faults_per_customer_page",
     }
 )
+_BOOLEANS = frozenset({"prebuilt_pages"})
 _NULLABLE = frozenset({"rate_limit", "rate_burst", "max_faults_per_customer_page"})
 
 
@@ -75,6 +79,8 @@ def _check_type(name: str, value: object) -> None:
         return
     if name in _STRINGS:
         ok = isinstance(value, str)
+    elif name in _BOOLEANS:
+        ok = isinstance(value, bool)
     elif name in _INTEGERS:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:

@@ -18,7 +18,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from random import Random
@@ -112,7 +112,7 @@ class _Advance:
 
 
 class _CustomerState:
-    __slots__ = ("_neg_keys", "_visible", "applied", "customer", "hidden", "records")
+    __slots__ = ("_neg_keys", "_visible", "applied", "customer", "hidden", "pages", "records")
 
     def __init__(self, customer: SimCustomer, records: dict[int, _Record], applied: int) -> None:
         self.customer = customer
@@ -121,6 +121,8 @@ class _CustomerState:
         self.applied = applied
         self._visible: list[_Record] | None = None
         self._neg_keys: list[int] = []
+        # Encoded pages by (lastId, pageSize); see SimDataset.encoded_page.
+        self.pages: dict[tuple[int | float | None, int], tuple[bytes, int]] = {}
 
     def visible(self) -> tuple[list[_Record], list[int]]:
         """Visible records newest first, and their negated keys (ascending, for bisect)."""
@@ -133,6 +135,7 @@ class _CustomerState:
 
     def changed(self) -> None:
         self._visible = None
+        self.pages.clear()
 
     def top_visible(self) -> int | None:
         shown, _ = self.visible()
@@ -287,6 +290,24 @@ class SimDataset:
         shown, neg_keys = self._state(customer_index).visible()
         begin = 0 if last_id is None else bisect.bisect_right(neg_keys, -last_id)
         return len(shown), [r.body for r in shown[begin : begin + size]]
+
+    def encoded_page(
+        self,
+        customer_index: int,
+        last_id: int | float | None,
+        size: int,
+        encode: Callable[[int, list[dict[str, Any]]], bytes],
+    ) -> tuple[bytes, int]:
+        """``encode(*page(...))`` and the page's record count, encoded once per (lastId, size)
+        until the customer's records change. A cached page costs a dict look-up to serve, so a
+        benchmark measures its client rather than this simulator's JSON encoder."""
+        state = self._state(customer_index)
+        key = (last_id, size)
+        cached = state.pages.get(key)
+        if cached is None:
+            total, records = self.page(customer_index, last_id, size)
+            cached = state.pages[key] = (encode(total, records), len(records))
+        return cached
 
     def expected_mirror(self) -> dict[int, dict[str, Any]]:
         """Every visible record with a usable id, keyed by id: what a complete mirror holds."""

@@ -243,17 +243,16 @@ class Simulator:
     ) -> tuple[bytes, int]:
         """The encoded page and how many records it holds."""
         if customer is None:
-            total, records = 0, []
-        else:
-            total, records = self.dataset.page(customer.index, last_id, size)
-        data = {
-            "totalCount": total,
-            "totalPage": -(-total // size),
-            "pageNo": 0,
-            "pageSize": size,
-            "result": records,
-        }
-        return encode_json({"code": 0, "message": "success", "data": data}), len(records)
+            return _encode_page(size, 0, []), 0
+        if self.config.prebuilt_pages:
+            return self.dataset.encoded_page(
+                customer.index,
+                last_id,
+                size,
+                lambda total, records: _encode_page(size, total, records),
+            )
+        total, records = self.dataset.page(customer.index, last_id, size)
+        return _encode_page(size, total, records), len(records)
 
     def _page(
         self, customer: SimCustomer | None, size: int, last_id: int | float | None
@@ -373,6 +372,17 @@ class Simulator:
     async def _admin_expected_mirror(self, request: web.Request) -> web.Response:
         records = list(self.dataset.expected_mirror().values())
         return _json_response({"generation": self.dataset.generation, "records": records})
+
+
+def _encode_page(size: int, total: int, records: list[dict[str, Any]]) -> bytes:
+    data = {
+        "totalCount": total,
+        "totalPage": -(-total // size),
+        "pageNo": 0,
+        "pageSize": size,
+        "result": records,
+    }
+    return encode_json({"code": 0, "message": "success", "data": data})
 
 
 def _timestamp_ok(timestamp: str, server_time: float, window_s: float) -> bool:

@@ -1,0 +1,384 @@
+"""The measurements. Each one starts its own simulator process, runs the tool and its baselines
+interleaved (A, B, A, B, ...) against fresh databases, and returns rows for the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import raw, tool
+from bench.databases import asyncpg_dsn, fresh_database, sqlite_path
+from bench.simproc import SimProcess
+
+PAGE_SIZE = 100
+UNLIMITED = 1_000_000.0  # SYNC_RATE_LIMIT for "the API is not the bottleneck"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    reps: int
+    concurrency: int
+    throughput_customers: int
+    throughput_mean_files: float
+    budget_customers: int
+    budget_mean_files: float
+    rate_limit: float
+    latency_ms: float
+    budget_concurrency: int
+    memory_customers: tuple[int, ...]
+    memory_mean_files: float
+    dlt_customers: int
+
+
+FULL = Sizes(
+    reps=3,
+    concurrency=8,
+    throughput_customers=3_000,
+    throughput_mean_files=100,
+    budget_customers=10_000,
+    budget_mean_files=20,
+    rate_limit=200,
+    latency_ms=50,
+    budget_concurrency=32,
+    memory_customers=(25_000, 100_000),
+    memory_mean_files=10,
+    dlt_customers=1_000,
+)
+QUICK = Sizes(
+    reps=1,
+    concurrency=8,
+    throughput_customers=60,
+    throughput_mean_files=20,
+    budget_customers=300,
+    budget_mean_files=20,
+    rate_limit=200,
+    latency_ms=50,
+    budget_concurrency=32,
+    memory_customers=(300, 1_000),
+    memory_mean_files=10,
+    dlt_customers=30,
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report."""
+
+    section: str
+    what: str
+    value: float
+    unit: str
+    note: str = ""
+    target: str = ""
+    met: bool | None = None  # None: no target on this line
+
+
+Log = Callable[[str], None]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _spread(values: list[float]) -> str:
+    return f"n={len(values)}, range {min(values):,.0f}–{max(values):,.0f}"
+
+
+def _prepare(sim: SimProcess, url: str, csv: bytes, *, concurrency: int, rate: float) -> dict:
+    env = tool.tool_env(sim.base_url, url, concurrency=concurrency, rate_limit=rate)
+    tool.import_customers(csv, env)  # also creates the schema (migrations)
+    return env
+
+
+async def _raw_pass(backend: str, url: str, base_url: str, concurrency: int) -> raw.WalkCount:
+    if backend == "sqlite":
+        sink = raw.SqliteSink(sqlite_path(url))
+        try:
+            return await raw.walk(
+                base_url,
+                sink.customers(),
+                concurrency=concurrency,
+                page_size=PAGE_SIZE,
+                sink=sink,
+            )
+        finally:
+            sink.close()
+    pg = await raw.PostgresSink.open(asyncpg_dsn(url), concurrency)
+    try:
+        customers = await pg.customers()
+        return await raw.walk(
+            base_url, customers, concurrency=concurrency, page_size=PAGE_SIZE, sink=pg
+        )
+    finally:
+        await pg.close()
+
+
+async def _write_only(backend: str, url: str, pages: list[tuple[int, bytes]], concurrency: int):
+    if backend == "sqlite":
+        sink = raw.SqliteSink(sqlite_path(url))
+        try:
+            return await raw.write_pages(pages, sink, concurrency=1)
+        finally:
+            sink.close()
+    pg = await raw.PostgresSink.open(asyncpg_dsn(url), concurrency)
+    try:
+        return await raw.write_pages(pages, pg, concurrency=concurrency)
+    finally:
+        await pg.close()
+
+
+async def _customers_of(backend: str, url: str) -> list[raw.Customer]:
+    if backend == "sqlite":
+        sink = raw.SqliteSink(sqlite_path(url))
+        try:
+            return sink.customers()
+        finally:
+            sink.close()
+    pg = await raw.PostgresSink.open(asyncpg_dsn(url), 1)
+    try:
+        return await pg.customers()
+    finally:
+        await pg.close()
+
+
+def simulator_ceiling(sizes: Sizes, log: Log) -> list[Row]:
+    """Requests/s an empty client loop gets from the simulator, with pages pre-built (as the
+    throughput runs use it) and encoded per request (how tests use it)."""
+    rows = []
+    for prebuilt in (True, False):
+        with SimProcess(
+            customers=sizes.throughput_customers,
+            mean_files=sizes.throughput_mean_files,
+            prebuilt_pages=prebuilt,
+        ) as sim:
+            customers = _sim_customers(sim)
+            rates = []
+            for attempt in range(sizes.reps + 1):
+                count = asyncio.run(
+                    raw.walk(
+                        sim.base_url,
+                        customers,
+                        concurrency=sizes.concurrency,
+                        page_size=PAGE_SIZE,
+                        sink=None,
+                    )
+                )
+                if attempt:  # the first walk warms the page cache
+                    rates.append(count.requests / count.seconds)
+            label = "pre-built pages" if prebuilt else "encoded per request"
+            log(f"simulator ({label}): {median(rates):,.0f} requests/s")
+            rows.append(
+                Row(
+                    "1. engine throughput",
+                    f"simulator ceiling, {label} (empty client loop)",
+                    median(rates),
+                    "requests/s",
+                    f"{count.records / count.requests:.0f} records/request; {_spread(rates)}",
+                )
+            )
+    return rows
+
+
+def _sim_customers(sim: SimProcess) -> list[raw.Customer]:
+    lines = sim.customers_csv().decode().splitlines()[1:]
+    return [(i + 1, int(line.split(",")[0])) for i, line in enumerate(lines)]
+
+
+def throughput(sizes: Sizes, backend: str, log: Log) -> list[Row]:
+    """Backfill records/s of the tool, the raw pipeline and the write path alone."""
+    tool_rates: list[float] = []
+    raw_rates: list[float] = []
+    write_rates: list[float] = []
+    records = 0
+    with SimProcess(
+        customers=sizes.throughput_customers, mean_files=sizes.throughput_mean_files
+    ) as sim:
+        csv = sim.customers_csv()
+        pages = asyncio.run(
+            raw.prefetch(
+                sim.base_url,
+                _sim_customers(sim),
+                concurrency=sizes.concurrency,
+                page_size=PAGE_SIZE,
+            )
+        )
+        for rep in range(sizes.reps):
+            with fresh_database(backend) as url:
+                env = _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                result = tool.sync_pass("backfill", env)
+                tool_rates.append(result.records_per_s)
+                records = result.records
+            with fresh_database(backend) as url:
+                _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                count = asyncio.run(_raw_pass(backend, url, sim.base_url, sizes.concurrency))
+                if count.records != records:
+                    raise RuntimeError(f"raw pipeline saw {count.records}, tool {records}")
+                raw_rates.append(count.records / count.seconds)
+            with fresh_database(backend) as url:
+                _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                seconds = asyncio.run(_write_only(backend, url, pages, sizes.concurrency))
+                write_rates.append(records / seconds)
+            log(
+                f"{backend} rep {rep + 1}: tool {tool_rates[-1]:,.0f}, raw pipeline "
+                f"{raw_rates[-1]:,.0f}, write path alone {write_rates[-1]:,.0f} records/s"
+            )
+    ratio = median(tool_rates) / median(raw_rates)
+    section = "1. engine throughput"
+    where = f"{backend}, {records:,} records, {sizes.throughput_customers:,} customers"
+    return [
+        Row(section, f"tanma-sync backfill ({where})", median(tool_rates), "records/s",
+            _spread(tool_rates)),
+        Row(section, f"raw pipeline, aiohttp + orjson + plain driver ({backend})",
+            median(raw_rates), "records/s", _spread(raw_rates)),
+        Row(section, f"write path alone, pre-fetched pages ({backend})", median(write_rates),
+            "records/s", _spread(write_rates)),
+        Row(section, f"tool / raw pipeline ({backend})", ratio, "×", "", "≥ 0.50", ratio >= 0.5),
+    ]  # fmt: skip
+
+
+def budget_and_incremental(sizes: Sizes, log: Log) -> list[Row]:
+    """Requests/s against the client's rate limit while the API is slow and limited, then the
+    cost of a run in which nothing changed."""
+    use: list[float] = []
+    backfill_requests: list[int] = []
+    per_customer: list[float] = []
+    wall_ratio: list[float] = []
+    over_limit = 0
+    with SimProcess(
+        customers=sizes.budget_customers,
+        mean_files=sizes.budget_mean_files,
+        latency_ms=sizes.latency_ms,
+        rate_limit=sizes.rate_limit,
+        rate_burst=5,
+    ) as sim:
+        csv = sim.customers_csv()
+        for rep in range(sizes.reps):
+            with fresh_database("sqlite") as url:
+                env = _prepare(
+                    sim, url, csv, concurrency=sizes.budget_concurrency, rate=sizes.rate_limit
+                )
+                sim.reset_stats()
+                backfill = tool.sync_pass("backfill", env)
+                stats = sim.stats()
+                over_limit += stats["over_limit"]
+                backfill_requests.append(backfill.requests)
+                use.append(backfill.requests_per_s / sizes.rate_limit)
+                sim.reset_stats()
+                quiet = tool.sync_pass("run", env)
+                stats = sim.stats()
+                over_limit += stats["over_limit"]
+                per_customer.append(stats["requests_total"] / sizes.budget_customers)
+                wall_ratio.append(quiet.pass_s / (sizes.budget_customers / sizes.rate_limit))
+            log(
+                f"budget rep {rep + 1}: backfill {backfill.requests} requests at "
+                f"{backfill.requests_per_s:,.1f}/s = {use[-1]:.3f} of the limit; run: "
+                f"{per_customer[-1]:.2f} requests/customer in {quiet.pass_s:.1f}s"
+            )
+    limit = f"{sizes.rate_limit:g} requests/s"
+    return [
+        Row("2. API budget use",
+            f"backfill requests/s ÷ SYNC_RATE_LIMIT ({limit}, {sizes.latency_ms:g} ms latency, "
+            f"{int(median(backfill_requests)):,} requests)", median(use), "of the limit",
+            f"n={len(use)}; simulator counted {over_limit} requests above its {limit} bucket "
+            "(burst 5)", "≥ 0.95", median(use) >= 0.95),
+        Row("3. incremental cost",
+            f"requests per unchanged customer (`run` over {sizes.budget_customers:,})",
+            median(per_customer), "requests", f"n={len(per_customer)}", "= 1.00",
+            abs(median(per_customer) - 1.0) < 0.005),
+        Row("3. incremental cost", "`run` wall time ÷ (customers ÷ rate limit)",
+            median(wall_ratio), "×", f"floor {sizes.budget_customers / sizes.rate_limit:.0f}s"),
+    ]  # fmt: skip
+
+
+def memory(sizes: Sizes, log: Log) -> list[Row]:
+    """Peak RSS of `customers import` and of `backfill` at two sizes (SQLite)."""
+    rows = []
+    for customers in sizes.memory_customers:
+        with (
+            SimProcess(customers=customers, mean_files=sizes.memory_mean_files) as sim,
+            fresh_database("sqlite") as url,
+        ):
+            env = tool.tool_env(
+                sim.base_url, url, concurrency=sizes.concurrency, rate_limit=UNLIMITED
+            )
+            imported = tool.import_customers(sim.customers_csv(), env)
+            backfill = tool.sync_pass("backfill", env)
+        log(
+            f"memory at {customers:,} customers: import {imported.peak_rss_mb:.0f} MB in "
+            f"{imported.wall_s:.1f}s, backfill {backfill.peak_rss_mb:.0f} MB "
+            f"({backfill.records:,} records at {backfill.records_per_s:,.0f}/s)"
+        )
+        big = customers == max(sizes.memory_customers)
+        rows += [
+            Row("4. memory", f"peak RSS, `customers import` of {customers:,} customers",
+                imported.peak_rss_mb, "MB", f"{imported.wall_s:.1f}s"),
+            Row("4. memory",
+                f"peak RSS, backfill of {customers:,} customers ({backfill.records:,} records)",
+                backfill.peak_rss_mb, "MB", f"{backfill.records_per_s:,.0f} records/s",
+                "≤ 200 MB" if big else "", backfill.peak_rss_mb <= 200 if big else None),
+        ]  # fmt: skip
+    return rows
+
+
+def dlt_available() -> str | None:
+    """None when dlt can be imported, else why not."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import dlt, dlt.sources.rest_api"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return None
+    last = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+    return f"dlt is not importable ({last}); install the extra: pip install -e '.[bench]'"
+
+
+def against_dlt(sizes: Sizes, backend: str, log: Log) -> list[Row]:
+    """The same backfill with tanma-sync and with a dlt REST API pipeline, interleaved."""
+    tool_rates: list[float] = []
+    dlt_rates: list[float] = []
+    records = 0
+    with SimProcess(customers=sizes.dlt_customers, mean_files=sizes.throughput_mean_files) as sim:
+        csv = sim.customers_csv()
+        with tempfile.TemporaryDirectory(prefix="tanma_bench_dlt_") as folder:
+            csv_path = Path(folder) / "customers.csv"
+            csv_path.write_bytes(csv)
+            for rep in range(sizes.reps):
+                with fresh_database(backend) as url:
+                    env = _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                    result = tool.sync_pass("backfill", env)
+                    tool_rates.append(result.records_per_s)
+                    records = result.records
+                with fresh_database(backend) as url:
+                    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+                        [sys.executable, "-m", "bench.dlt_pipeline", sim.base_url, url,
+                         str(csv_path)],
+                        capture_output=True, text=True, check=False,
+                    )  # fmt: skip
+                    if done.returncode != 0:
+                        raise RuntimeError(f"the dlt pipeline failed: {done.stderr[-3000:]}")
+                    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+                    if loaded["records"] != records:
+                        raise RuntimeError(f"dlt loaded {loaded['records']}, tool {records}")
+                    dlt_rates.append(loaded["records"] / loaded["seconds"])
+                log(
+                    f"dlt {backend} rep {rep + 1}: tool {tool_rates[-1]:,.0f}, dlt "
+                    f"{dlt_rates[-1]:,.0f} records/s"
+                )
+    ratio = median(tool_rates) / median(dlt_rates)
+    where = f"{backend}, {records:,} records, {sizes.dlt_customers:,} customers"
+    return [
+        Row("5. against dlt", f"tanma-sync backfill ({where})", median(tool_rates), "records/s",
+            _spread(tool_rates)),
+        Row("5. against dlt", f"dlt rest_api pipeline, merge on id ({backend})",
+            median(dlt_rates), "records/s", _spread(dlt_rates)),
+        Row("5. against dlt", f"tanma-sync / dlt ({backend})", ratio, "×", "", "≥ 5", ratio >= 5),
+    ]  # fmt: skip

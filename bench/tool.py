@@ -1,0 +1,128 @@
+"""Runs the real ``tanma-sync`` command line as a child process, as a user would, and reads what
+it reports: the pass's own timing and request count, the process's wall time and peak RSS."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.simproc import APP_ID, APP_KEY
+
+# describe_report: "... {requests} requests ({retries} retries) in {seconds}s = {rate} records/s"
+_REPORT = re.compile(
+    r"records: (\d+) new, (\d+) updated, (\d+) unchanged.*?(\d+) requests \((\d+) retries\) "
+    r"in ([\d.]+)s"
+)
+_CLI = [sys.executable, "-c", "from sync.entry import main; main()"]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    peak_rss_mb: float
+
+    def check(self) -> CliRun:
+        if self.exit_code != 0:
+            raise RuntimeError(
+                f"`tanma-sync {self.command}` exited {self.exit_code}: "
+                f"{(self.stderr or self.stdout).strip()[-2000:]}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class PassResult:
+    records: int
+    requests: int
+    retries: int
+    pass_s: float
+    wall_s: float
+    peak_rss_mb: float
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.pass_s
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.pass_s
+
+
+def tool_env(
+    base_url: str,
+    database_url: str,
+    *,
+    concurrency: int,
+    rate_limit: float,
+    page_size: int = 100,
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TANMA_", "SYNC_"))}
+    env.update(
+        TANMA_BASE_URL=base_url,
+        TANMA_APP_ID=APP_ID,
+        TANMA_APP_KEY=APP_KEY,
+        SYNC_DATABASE_URL=database_url,
+        SYNC_CONCURRENCY=str(concurrency),
+        SYNC_RATE_LIMIT=str(rate_limit),
+        SYNC_PAGE_SIZE=str(page_size),
+        SYNC_LOG_LEVEL="warning",
+        SYNC_LOG_FORMAT="json",
+    )
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> CliRun:
+    """Run ``tanma-sync ARGS``; peak RSS is this child's own (wait4), not the largest so far."""
+    # A scratch working directory: a developer's .env must not change what is measured.
+    with tempfile.TemporaryDirectory(prefix="tanma_bench_cwd_") as cwd:
+        out_path, err_path = Path(cwd) / "out", Path(cwd) / "err"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and entry point
+                [*_CLI, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - started
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        return CliRun(
+            " ".join(args),
+            proc.returncode,
+            out_path.read_text(errors="replace"),
+            err_path.read_text(errors="replace"),
+            wall,
+            usage.ru_maxrss / 1024,  # KiB on Linux
+        )
+
+
+def import_customers(csv: bytes, env: dict[str, str]) -> CliRun:
+    with tempfile.TemporaryDirectory(prefix="tanma_bench_csv_") as folder:
+        path = Path(folder) / "customers.csv"
+        path.write_bytes(csv)
+        return run_cli(["customers", "import", str(path)], env).check()
+
+
+def sync_pass(command: str, env: dict[str, str]) -> PassResult:
+    """``backfill`` or ``run``; the figures its own report printed."""
+    run = run_cli([command], env).check()
+    match = _REPORT.search(run.stdout)
+    if match is None:
+        raise RuntimeError(f"no report in the output of `tanma-sync {command}`: {run.stdout!r}")
+    new, updated, unchanged, requests, retries, seconds = match.groups()
+    return PassResult(
+        records=int(new) + int(updated) + int(unchanged),
+        requests=int(requests),
+        retries=int(retries),
+        pass_s=float(seconds),
+        wall_s=run.wall_s,
+        peak_rss_mb=run.peak_rss_mb,
+    )
