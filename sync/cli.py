@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync import db
+from sync import db, reports
 from sync.customers_file import CustomerRow, CustomersFileError, parse_customers
 from sync.errors import ConfigError, SyncError
 from sync.logs import configure_logging
@@ -219,6 +219,20 @@ def run(customer: CustomerOption = None) -> None:
     _execute(lambda s: _sync(s, PassMode.INCREMENTAL, customer or []))
 
 
+@app.command()
+def daemon(
+    burst: Annotated[
+        bool,
+        typer.Option("--burst", help="Sync the customers due now, then exit (no schedule)."),
+    ] = False,
+) -> None:
+    """Keep the mirror fresh: scheduled incremental sweeps, periodic full reconciles, leases
+    shared with other daemons on PostgreSQL, /healthz and /metrics. Stops cleanly on SIGTERM."""
+    from sync.daemon import serve  # APScheduler and prometheus-client load only for the daemon
+
+    _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst))
+
+
 async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int:
     async with _store(settings) as store:
         report = await sync_pass(settings, store, mode, selectors)
@@ -313,6 +327,73 @@ def status(
 
 def _china_time(value: Any) -> str:
     return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help=f"Which report (default {reports.DEFAULT_REPORT.name}): "
+            f"{', '.join(reports.REPORT_NAMES)}.",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only files created on or after this China-local date, YYYY-MM-DD "
+            "(for the file reports).",
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="table, csv or json (default: table in a terminal, csv otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print a reporting view of the mirror (docs/schema.md describes each)."""
+    try:
+        chosen = reports.find_report(name)
+        query = reports.report_query(
+            chosen, reports.parse_since(since) if since is not None else None
+        )
+        fmt = reports.parse_format(output_format, sys.stdout.isatty())
+    except reports.ReportUsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings) as store:
+            rows = reports.ordered(chosen, await store.report_rows(query))
+        if fmt is reports.OutputFormat.TABLE:
+            out.print(reports.to_table(chosen, rows))
+            out.print(f"{len(rows)} rows")
+        elif fmt is reports.OutputFormat.JSON:
+            _write_stdout(reports.to_json(chosen, rows))
+        else:
+            _write_stdout(reports.to_csv(chosen, rows))
+        return EXIT_OK
+
+    _execute(body)
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): not an error. Point stdout at /dev/null so the
+        # interpreter's last flush at exit does not complain either.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # -- simulator and demo --------------------------------------------------------------------

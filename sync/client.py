@@ -61,6 +61,13 @@ class TanmaClient:
         self.outcomes: Counter[str] = Counter()
         self.rate_limit_waits = 0
 
+    def set_rate_limit(self, rate: float) -> None:
+        """Change the pace from the next request on (a daemon's share of the app's limit moves
+        with the number of live daemons)."""
+        if rate <= 0:
+            raise ValueError("rate limit must be positive")
+        self._limiter = AsyncLimiter(1, 1.0 / rate)
+
     @property
     def failed_requests(self) -> int:
         return self.requests - self.outcomes["ok"]

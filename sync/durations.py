@@ -33,3 +33,19 @@ def parse_duration(text: str | float | int) -> float:
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"{text!r} is not a non-negative finite duration")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` the way people (and ``parse_duration``) write it: ``45s``, ``6h``, ``1d2h``.
+
+    Rounded to whole seconds above a minute and to tenths below; the two largest units only.
+    """
+    if seconds < 60:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    rest = round(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, rest = divmod(rest, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts[:2])

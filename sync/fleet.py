@@ -174,11 +174,15 @@ class FleetStore:
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount
 
-    async def claim_due(self, worker_id: str, limit: int, lease_ttl: float) -> list[Claim]:
-        """Lease up to ``limit`` due customers that nobody holds, most overdue first."""
+    async def claim_due(
+        self, worker_id: str, limit: int, lease_ttl: float, *, due_by: datetime
+    ) -> list[Claim]:
+        """Lease up to ``limit`` customers due by ``due_by`` that nobody holds, most overdue
+        first. (Due times are the daemons' plan, written from their clocks; lease expiry is
+        the database's clock.)"""
         now = self._now()
         free = or_(_SCHEDULE.c.lease_owner.is_(None), _SCHEDULE.c.lease_expires_at < now)
-        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= now)
+        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
         candidates = (
             select(_SCHEDULE.c.customer_ref)
             .where(due, free)
@@ -198,7 +202,11 @@ class FleetStore:
                 return []
             rows = await conn.execute(
                 select(
-                    Customer,
+                    Customer.id,
+                    Customer.customer_id,
+                    Customer.external_user_id,
+                    Customer.user_id,
+                    Customer.sales_id,
                     _SCHEDULE.c.full_requested_at,
                     _SCHEDULE.c.poll_interval_s,
                     _SCHEDULE.c.next_due_at,
@@ -212,14 +220,15 @@ class FleetStore:
                 (
                     row.next_due_at,
                     Claim(
-                        CustomerKey(c.id, c.customer_id, c.external_user_id, c.user_id, c.sales_id),
+                        CustomerKey(
+                            row.id, row.customer_id, row.external_user_id, row.user_id, row.sales_id
+                        ),
                         full=row.full_requested_at is not None,
                         poll_interval_s=row.poll_interval_s,
                         last_success_at=row.last_success_at,
                     ),
                 )
                 for row in rows
-                for c in (row.Customer,)
             ]
         claimed.sort(
             key=lambda pair: (pair[0] is not None, pair[0] or utc_now(), pair[1].customer.ref)
