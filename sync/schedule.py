@@ -24,6 +24,8 @@ from sync.durations import parse_duration
 # How many upcoming fire times of a cron expression are examined to find its longest gap; a
 # year of weekly fires, or a few days of minutely ones, is plenty to see the pattern.
 _CRON_SAMPLE = 400
+# Share of the staleness room a customer's due time may use; the rest absorbs a sweep's queue.
+_STALENESS_SAFETY = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +170,14 @@ def next_due(
     """When a customer next falls due.
 
     ``spread`` in [-1, 1] (the caller's random draw) moves the time by up to ``jitter`` of the
-    interval. The staleness bound wins over the interval: the customer falls due one sweep gap
-    before its last success gets ``max_staleness`` old, so the sweep that reaches it still does
-    so in time.
+    interval. The staleness bound wins over the interval: the customer falls due early enough
+    that the sweep reaching it (up to one sweep gap later) still finds it in time, with a tenth
+    of the remaining room kept for the sweep's own work.
     """
     due = now + timedelta(seconds=interval * (1 + policy.jitter * max(-1.0, min(1.0, spread))))
     if last_success is not None:
-        latest = last_success + timedelta(seconds=policy.max_staleness - policy.min_interval)
-        due = min(due, latest)
+        room = (policy.max_staleness - policy.min_interval) * _STALENESS_SAFETY
+        due = min(due, last_success + timedelta(seconds=room))
     return max(due, now)
 
 

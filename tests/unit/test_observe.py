@@ -1,0 +1,58 @@
+"""Health judgement (pure) and the duration wording it uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync.durations import format_duration, parse_duration
+from sync.observe import HealthFacts, assess_health
+
+BOUND = 6 * 3600.0
+
+
+def facts(**changes: object) -> HealthFacts:
+    base = HealthFacts(now=10_000.0, started_at=0.0, max_staleness_s=BOUND, last_ok_pass_at=9_000)
+    for key, value in changes.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_all_well_is_ok() -> None:
+    health = assess_health(facts(stalest_label="42", stalest_age_s=60.0))
+    assert health.ok and health.status == "ok" and health.reasons == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"database_error": "connection refused"}, "database unreachable: connection refused"),
+        ({"credentials_error": "code 1002"}, "credentials rejected: code 1002"),
+        ({"now": 9_000 + BOUND + 1}, "last successful pass 6h1s ago"),
+        ({"now": BOUND + 10, "last_ok_pass_at": None}, "no successful pass since start"),
+        ({"stalest_label": "42", "stalest_age_s": BOUND + 3600}, "customer 42 last checked 7h"),
+    ],
+)
+def test_each_reason_turns_health_degraded(changes: dict[str, object], fragment: str) -> None:
+    health = assess_health(facts(**changes))
+    assert health.status == "degraded"
+    assert any(fragment in reason for reason in health.reasons), health.reasons
+
+
+def test_a_young_daemon_without_a_pass_yet_is_ok() -> None:
+    assert assess_health(facts(now=60.0, last_ok_pass_at=None)).ok
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (0.25, "0.2s"), (45, "45s"), (90, "1m30s"), (21600, "6h"), (93784, "1d2h")],
+)
+def test_durations_are_written_as_people_write_them(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 61, 3599, 3600, 86399, 86400, 90061])
+def test_whole_second_durations_read_back(seconds: int) -> None:
+    text = format_duration(seconds)
+    # Two units at most: what is dropped is below the second unit shown.
+    unit = 3600 if seconds >= 86400 else 60 if seconds >= 3600 else 1
+    assert abs(parse_duration(text) - seconds) < unit
