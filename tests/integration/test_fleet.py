@@ -1,0 +1,157 @@
+"""The daemons' shared state on both databases: claims, leases, fences, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from sync.customers_file import CustomerRow
+from sync.errors import LeaseLost
+from sync.fleet import FleetStore
+from sync.models import CustomerSchedule, utc_now
+from sync.pager import CustomerCursor
+from sync.store import MirrorStore
+
+TTL = 30.0
+
+
+async def add_customers(store: MirrorStore, count: int) -> FleetStore:
+    rows = [CustomerRow(1000 + i, None, None, None, line=i + 2) for i in range(count)]
+    await store.import_customers(rows)
+    fleet = FleetStore(store.engine)
+    assert await fleet.ensure_schedule_rows() == count
+    assert await fleet.ensure_schedule_rows() == 0  # idempotent
+    return fleet
+
+
+async def test_claims_never_hand_one_customer_to_two_workers(store: MirrorStore) -> None:
+    fleet = await add_customers(store, 30)
+    now = utc_now()
+    batches = await asyncio.gather(
+        *(fleet.claim_due(f"w{i}", 4, TTL, due_by=now) for i in range(6))
+    )
+    refs = [claim.customer.ref for batch in batches for claim in batch]
+    assert len(refs) == len(set(refs)) == 24
+    # Everything else is still free; held customers are not claimed again.
+    rest = await fleet.claim_due("late", 100, TTL, due_by=now)
+    assert len(rest) == 6 and not {c.customer.ref for c in rest} & set(refs)
+    assert await fleet.claim_due("later", 100, TTL, due_by=now) == []
+
+
+async def test_an_expired_lease_goes_to_the_next_claimer(store: MirrorStore) -> None:
+    fleet = await add_customers(store, 3)
+    taken = await fleet.claim_due("crashed", 3, TTL, due_by=utc_now())
+    assert len(taken) == 3
+    async with store.engine.begin() as conn:  # the crashed worker stopped renewing long ago
+        await conn.execute(
+            update(CustomerSchedule).values(lease_expires_at=utc_now() - timedelta(seconds=1))
+        )
+    again = await fleet.claim_due("survivor", 10, TTL, due_by=utc_now())
+    assert {c.customer.ref for c in again} == {c.customer.ref for c in taken}
+
+
+async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) -> None:
+    fleet = await add_customers(store, 1)
+    (claim,) = await fleet.claim_due("a", 1, TTL, due_by=utc_now())
+    customer = claim.customer
+    fence = fleet.lease_fence("a", customer.ref, TTL)
+    cursor = CustomerCursor(high_water_id=5)
+    await store.save_page(customer, [], [], cursor, run_id=None, completed=True, fence=fence)
+    assert (await store.load_cursor(customer.ref)).high_water_id == 5
+
+    async with store.engine.begin() as conn:  # a expired; b took the customer over
+        await conn.execute(
+            update(CustomerSchedule).values(
+                lease_owner="b", lease_expires_at=utc_now() + timedelta(seconds=TTL)
+            )
+        )
+    with pytest.raises(LeaseLost):
+        await store.save_page(
+            customer,
+            [],
+            [],
+            CustomerCursor(high_water_id=9),
+            run_id=None,
+            completed=True,
+            fence=fence,
+        )
+    assert (await store.load_cursor(customer.ref)).high_water_id == 5  # rolled back
+
+
+async def test_finishing_plans_the_next_check_and_hands_the_lease_back(store: MirrorStore) -> None:
+    fleet = await add_customers(store, 1)
+    (claim,) = await fleet.claim_due("a", 1, TTL, due_by=utc_now())
+    due = utc_now() + timedelta(minutes=30)
+    assert await fleet.finish_customer(
+        "a",
+        claim.customer.ref,
+        next_due_at=due,
+        poll_interval_s=1800,
+        found_new=True,
+        full_done=False,
+    )
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(CustomerSchedule))).one()
+    assert row.lease_owner is None and row.poll_interval_s == 1800
+    assert abs((row.next_due_at - due).total_seconds()) < 1e-3
+    assert row.last_worker_id == "a" and row.last_new_files_at is not None
+    assert await fleet.claim_due("b", 1, TTL, due_by=utc_now()) == []  # not due yet
+    # Someone else's lease cannot be finished.
+    assert not await fleet.finish_customer(
+        "zzz",
+        claim.customer.ref,
+        next_due_at=due,
+        poll_interval_s=1,
+        found_new=False,
+        full_done=False,
+    )
+
+
+async def test_heartbeats_count_live_workers_and_a_silent_one_drops_out(
+    store: MirrorStore,
+) -> None:
+    fleet = FleetStore(store.engine)
+    for name in ("a", "b", "c"):
+        await fleet.register_worker(name, "host", 1)
+    assert await fleet.heartbeat("a", TTL) == 3
+    assert await fleet.live_workers(0.001) <= 3
+    await asyncio.sleep(0.05)
+    await fleet.heartbeat("a", TTL)
+    assert await fleet.live_workers(0.04) == 1  # b and c went quiet
+    await fleet.deregister_worker("b")
+    assert await fleet.live_workers(TTL) == 2
+
+
+async def test_a_full_reconcile_is_requested_once_by_several_daemons(store: MirrorStore) -> None:
+    fleet = await add_customers(store, 4)
+    assert await fleet.request_full(min_gap_s=3600) == 4
+    assert await fleet.request_full(min_gap_s=3600) == 0  # the second daemon's job: no-op
+    claims = await fleet.claim_due("a", 10, TTL, due_by=utc_now())
+    assert len(claims) == 4 and all(c.full for c in claims)
+    for claim in claims:
+        await fleet.finish_customer(
+            "a",
+            claim.customer.ref,
+            next_due_at=utc_now(),
+            poll_interval_s=None,
+            found_new=False,
+            full_done=True,
+        )
+    # Just reconciled: a late duplicate request does not start another.
+    assert await fleet.request_full(min_gap_s=3600) == 0
+    assert await fleet.request_full(min_gap_s=0) == 4
+
+
+async def test_the_stalest_customer_is_the_one_checked_longest_ago(store: MirrorStore) -> None:
+    fleet = await add_customers(store, 2)
+    stalest = await fleet.stalest()
+    assert stalest is not None and stalest.customers == 2 and stalest.label == "1000"
+    (first, second) = await fleet.claim_due("a", 2, TTL, due_by=utc_now())
+    await store.save_page(first.customer, [], [], CustomerCursor(), run_id=None, completed=True)
+    stalest = await fleet.stalest()
+    assert stalest is not None and stalest.label == "1001"
+    await fleet.release("a", [first.customer.ref, second.customer.ref])
+    assert len(await fleet.claim_due("b", 5, TTL, due_by=utc_now())) == 2
