@@ -384,6 +384,11 @@ class MirrorStore:
         async with self.engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
+    async def report_rows(self, query: Select[Any]) -> list[dict[str, Any]]:
+        """The rows of a reporting view query (built by sync/reports.py; it only reads)."""
+        async with self.engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]
+
     async def totals(self) -> dict[str, int]:
         async with self.engine.connect() as conn:
             live = CustomerFile.deleted_at.is_(None)

@@ -160,7 +160,7 @@ SELECT
     c.external_user_id,
     CASE
         WHEN COALESCE(s.consecutive_failures, 0) > 0 THEN 'failing'
-        WHEN s.pass_cursor_id IS NOT NULL THEN 'incomplete'
+        WHEN s.pass_started_at IS NOT NULL THEN 'incomplete'
         WHEN s.last_success_at IS NOT NULL THEN 'ok'
         ELSE 'never_synced'
     END AS state,

@@ -1,0 +1,429 @@
+"""The reporting views as ``tanma-sync report`` shows them. Pure: which reports exist, the query
+that reads one (building a query does no I/O; ``MirrorStore.report_rows`` runs it), their
+order, and rendering rows as a rich table, CSV or JSON.
+
+The views themselves are created by migration 0002 and documented in docs/schema.md. ``--since``
+cannot be pushed into a view, so for the reports that count files it re-runs the view's
+aggregation over ``report_files`` restricted to the recent files; tests/integration/test_views.py
+checks that, without a restriction, that query returns exactly what the view does.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from rich.table import Table
+from sqlalchemy import BigInteger, Date, Select, Text, cast, column, distinct, func, select, table
+from sqlalchemy.sql import ColumnElement, FromClause, TableClause
+from sqlalchemy.types import TypeEngine
+
+from sync.models import UTCDateTime
+from sync.records import CHINA_TZ
+
+Row = Mapping[str, Any]
+
+
+class ReportUsageError(ValueError):
+    """A report name, date or format the user got wrong; the message names it."""
+
+
+class Kind(Enum):
+    """What a column holds, which decides how it is read and shown."""
+
+    COUNT = "count"  # a number of things: 1,234 in a table
+    ID = "id"  # an identifier: printed as is
+    BYTES = "bytes"
+    TEXT = "text"
+    INSTANT = "instant"  # an aware datetime: China time in every format
+    DATE = "date"  # a China-local calendar date
+    SECONDS = "seconds"  # a duration: "3h 07m" in a table
+
+
+_SQL_TYPES: dict[Kind, TypeEngine[Any]] = {
+    Kind.COUNT: BigInteger(),
+    Kind.ID: BigInteger(),
+    Kind.BYTES: BigInteger(),
+    Kind.TEXT: Text(),
+    Kind.INSTANT: UTCDateTime(),
+    Kind.DATE: Date(),
+    Kind.SECONDS: BigInteger(),
+}
+_NUMERIC = frozenset({Kind.COUNT, Kind.BYTES, Kind.SECONDS})
+
+
+@dataclass(frozen=True, slots=True)
+class ReportColumn:
+    name: str
+    kind: Kind
+
+    @property
+    def title(self) -> str:
+        """The table heading: instants say their zone, durations drop the unit."""
+        if self.kind is Kind.INSTANT:
+            return f"{self.name} (UTC+8)"
+        if self.kind is Kind.SECONDS:
+            return self.name.removesuffix("_seconds")
+        return self.name
+
+
+class Since(Enum):
+    """What ``--since DATE`` does to a report."""
+
+    ROWS = "rows"  # rows carry china_date: keep those on or after DATE
+    FILES = "files"  # aggregate only the files created on or after DATE
+    NOT_APPLICABLE = "not applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    name: str  # as given to `tanma-sync report`
+    view: str  # the SQL view
+    summary: str
+    fields: tuple[ReportColumn, ...]
+    since: Since
+    sort_key: Callable[[Row], tuple[Any, ...]]
+    # For Since.FILES: the view's aggregation over a (filtered) report_files relation.
+    aggregate: Callable[[FromClause], Select[Any]] | None = None
+
+    def relation(self) -> TableClause:
+        """The view as a typed selectable, so values come back as Python types on both
+        databases (SQLite hands over instants and dates as text)."""
+        return table(self.view, *(column(f.name, _SQL_TYPES[f.kind]) for f in self.fields))
+
+
+def _last_if_none(value: Any) -> tuple[bool, Any]:
+    """A sort key part that puts NULLs after every value, whatever the value's type."""
+    return (value is None, 0 if value is None else value)
+
+
+def _per_customer(files: FromClause) -> Select[Any]:
+    return select(
+        files.c.customer_ref,
+        func.min(files.c.customer_id).label("customer_id"),
+        files.c.external_user_id,
+        *_file_measures(files, with_customers=False),
+    ).group_by(files.c.customer_ref, files.c.external_user_id)
+
+
+def _per_author(files: FromClause) -> Select[Any]:
+    return select(
+        files.c.operator_id, files.c.author_name, *_file_measures(files, with_customers=True)
+    ).group_by(files.c.operator_id, files.c.author_name)
+
+
+def _per_type(files: FromClause) -> Select[Any]:
+    return select(files.c.file_type, *_file_measures(files, with_customers=True)).group_by(
+        files.c.file_type
+    )
+
+
+def _file_measures(files: FromClause, *, with_customers: bool) -> list[ColumnElement[Any]]:
+    measures: list[ColumnElement[Any]] = [
+        func.count().label("files"),
+        # PostgreSQL sums bigints into numeric; the views cast back, and so does this.
+        cast(func.sum(files.c.file_size_bytes), BigInteger).label("total_bytes"),
+    ]
+    if with_customers:
+        measures.append(func.count(distinct(files.c.customer_ref)).label("customers"))
+    measures += [
+        func.min(files.c.create_time).label("first_file_at"),
+        func.max(files.c.create_time).label("last_file_at"),
+    ]
+    return measures
+
+
+_FIRST_LAST = (
+    ReportColumn("first_file_at", Kind.INSTANT),
+    ReportColumn("last_file_at", Kind.INSTANT),
+)
+_SEVERITY = {"failing": 0, "incomplete": 1, "never_synced": 2, "ok": 3}
+
+FILES = Report(
+    name="files",
+    view="report_files",
+    summary="live files, one row each, newest first",
+    fields=(
+        ReportColumn("id", Kind.ID),
+        ReportColumn("customer_ref", Kind.ID),
+        ReportColumn("customer_id", Kind.ID),
+        ReportColumn("external_user_id", Kind.TEXT),
+        ReportColumn("create_time", Kind.INSTANT),
+        ReportColumn("create_time_china", Kind.TEXT),
+        ReportColumn("china_date", Kind.DATE),
+        ReportColumn("file_name", Kind.TEXT),
+        ReportColumn("file_type", Kind.TEXT),
+        ReportColumn("file_size_bytes", Kind.BYTES),
+        ReportColumn("file_url", Kind.TEXT),
+        ReportColumn("operator_id", Kind.ID),
+        ReportColumn("author_name", Kind.TEXT),
+        ReportColumn("sales_id", Kind.ID),
+    ),
+    since=Since.ROWS,
+    sort_key=lambda r: (
+        _last_if_none(-r["create_time"].timestamp() if r["create_time"] else None),
+        -r["id"],
+    ),
+)
+
+REPORTS: tuple[Report, ...] = (
+    Report(
+        name="files_per_customer",
+        view="report_files_per_customer",
+        summary="live files per customer, most files first",
+        fields=(
+            ReportColumn("customer_ref", Kind.ID),
+            ReportColumn("customer_id", Kind.ID),
+            ReportColumn("external_user_id", Kind.TEXT),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("total_bytes", Kind.BYTES),
+            *_FIRST_LAST,
+        ),
+        since=Since.FILES,
+        sort_key=lambda r: (-r["files"], r["customer_ref"]),
+        aggregate=_per_customer,
+    ),
+    Report(
+        name="files_per_day",
+        view="report_files_per_day",
+        summary="live files per China-local day (UTC+8) of create_time",
+        fields=(
+            ReportColumn("china_date", Kind.DATE),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("total_bytes", Kind.BYTES),
+            ReportColumn("customers", Kind.COUNT),
+        ),
+        since=Since.ROWS,
+        sort_key=lambda r: (r["china_date"],),
+    ),
+    Report(
+        name="files_per_author",
+        view="report_files_per_author",
+        summary="live files per operator and author name, most files first",
+        fields=(
+            ReportColumn("operator_id", Kind.ID),
+            ReportColumn("author_name", Kind.TEXT),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("total_bytes", Kind.BYTES),
+            ReportColumn("customers", Kind.COUNT),
+            *_FIRST_LAST,
+        ),
+        since=Since.FILES,
+        sort_key=lambda r: (
+            -r["files"],
+            _last_if_none(r["operator_id"]),
+            _last_if_none(r["author_name"]),
+        ),
+        aggregate=_per_author,
+    ),
+    Report(
+        name="files_per_type",
+        view="report_files_per_type",
+        summary="live files per file type, most files first",
+        fields=(
+            ReportColumn("file_type", Kind.TEXT),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("total_bytes", Kind.BYTES),
+            ReportColumn("customers", Kind.COUNT),
+            *_FIRST_LAST,
+        ),
+        since=Since.FILES,
+        sort_key=lambda r: (-r["files"], _last_if_none(r["file_type"])),
+        aggregate=_per_type,
+    ),
+    Report(
+        name="customers_without_files",
+        view="report_customers_without_files",
+        summary="customers with no live file (last_success_at empty: never synced yet)",
+        fields=(
+            ReportColumn("customer_ref", Kind.ID),
+            ReportColumn("customer_id", Kind.ID),
+            ReportColumn("external_user_id", Kind.TEXT),
+            ReportColumn("user_id", Kind.TEXT),
+            ReportColumn("sales_id", Kind.ID),
+            ReportColumn("deleted_files", Kind.COUNT),
+            ReportColumn("last_success_at", Kind.INSTANT),
+        ),
+        since=Since.NOT_APPLICABLE,
+        sort_key=lambda r: (r["customer_ref"],),
+    ),
+    Report(
+        name="sync_health",
+        view="report_sync_health",
+        summary="sync state per customer, failing first",
+        fields=(
+            ReportColumn("customer_ref", Kind.ID),
+            ReportColumn("customer_id", Kind.ID),
+            ReportColumn("external_user_id", Kind.TEXT),
+            ReportColumn("state", Kind.TEXT),
+            ReportColumn("last_attempt_at", Kind.INSTANT),
+            ReportColumn("last_success_at", Kind.INSTANT),
+            ReportColumn("staleness_seconds", Kind.SECONDS),
+            ReportColumn("last_error", Kind.TEXT),
+            ReportColumn("last_error_at", Kind.INSTANT),
+            ReportColumn("consecutive_failures", Kind.COUNT),
+        ),
+        since=Since.NOT_APPLICABLE,
+        sort_key=lambda r: (_SEVERITY.get(r["state"], len(_SEVERITY)), r["customer_ref"]),
+    ),
+    FILES,
+)
+DEFAULT_REPORT = REPORTS[0]
+REPORT_NAMES = tuple(r.name for r in REPORTS)
+
+
+class OutputFormat(Enum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+# -- choosing ------------------------------------------------------------------------------
+
+
+def find_report(name: str | None) -> Report:
+    """The report called ``name`` (or its view's name); files_per_customer when None."""
+    if name is None:
+        return DEFAULT_REPORT
+    wanted = name.strip().lower().replace("-", "_")
+    for report in REPORTS:
+        if wanted in (report.name, report.view):
+            return report
+    raise ReportUsageError(f"no report named {name!r}; choose one of: {', '.join(REPORT_NAMES)}")
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_since(text: str) -> date:
+    """A China-local calendar date written YYYY-MM-DD."""
+    if _ISO_DATE.fullmatch(text.strip()):
+        try:
+            return date.fromisoformat(text.strip())
+        except ValueError:
+            pass
+    raise ReportUsageError(
+        f"--since {text!r} is not a date: write YYYY-MM-DD (a China-local date, e.g. 2024-03-01)"
+    )
+
+
+def parse_format(text: str | None, stdout_is_terminal: bool) -> OutputFormat:
+    """The format asked for, else a table for a person at a terminal and CSV for a pipe."""
+    if text is None:
+        return OutputFormat.TABLE if stdout_is_terminal else OutputFormat.CSV
+    try:
+        return OutputFormat(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(f.value for f in OutputFormat)
+        raise ReportUsageError(f"--format {text!r}: choose one of {choices}") from None
+
+
+def report_query(report: Report, since: date | None = None) -> Select[Any]:
+    """The query that reads ``report``, from ``since`` (China-local date) on when given."""
+    view = report.relation()
+    if since is None:
+        return select(*view.c)
+    if report.since is Since.ROWS:
+        return select(*view.c).where(view.c.china_date >= since)
+    if report.since is Since.FILES and report.aggregate is not None:
+        files = FILES.relation()
+        recent = select(*files.c).where(files.c.china_date >= since).subquery("recent_files")
+        return report.aggregate(recent)
+    takes = ", ".join(r.name for r in REPORTS if r.since is not Since.NOT_APPLICABLE)
+    raise ReportUsageError(
+        f"report {report.name} does not take --since: it shows every customer as of now "
+        f"(--since applies to {takes})"
+    )
+
+
+def ordered(report: Report, rows: Sequence[Row]) -> list[Row]:
+    """Rows in the report's order, decided here so both databases print the same sequence
+    (their text collations differ)."""
+    return sorted(rows, key=report.sort_key)
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def plain_value(kind: Kind, value: Any) -> Any:
+    """A value for CSV and JSON: instants as ISO 8601 in China time with the offset, dates as
+    YYYY-MM-DD, numbers as numbers, NULL as None."""
+    if value is None:
+        return None
+    if kind is Kind.INSTANT and isinstance(value, datetime):
+        return value.astimezone(CHINA_TZ).isoformat(timespec="seconds")
+    if kind is Kind.DATE and isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def cell_text(kind: Kind, value: Any) -> str:
+    """A value as a person reads it in a table."""
+    if value is None:
+        return ""
+    if kind in (Kind.COUNT, Kind.BYTES):
+        return f"{value:,}"
+    if kind is Kind.SECONDS:
+        return human_seconds(value)
+    if kind is Kind.INSTANT and isinstance(value, datetime):
+        return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    if kind is Kind.DATE and isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def human_seconds(seconds: int) -> str:
+    """``45s``, ``12m 05s``, ``3h 07m``, ``4d 02h``: the two largest units."""
+    if seconds < 0:
+        return "-" + human_seconds(-seconds)
+    minutes, secs = divmod(int(seconds), 60)
+    hours, mins = divmod(minutes, 60)
+    days, hrs = divmod(hours, 24)
+    if days:
+        return f"{days}d {hrs:02d}h"
+    if hours:
+        return f"{hours}h {mins:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def to_csv(report: Report, rows: Sequence[Row]) -> str:
+    """A header line of column names, then one line per row; NULL is an empty field."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([f.name for f in report.fields])
+    for row in rows:
+        writer.writerow(
+            ["" if (v := plain_value(f.kind, row[f.name])) is None else v for f in report.fields]
+        )
+    return buffer.getvalue()
+
+
+def to_json(report: Report, rows: Sequence[Row]) -> str:
+    """A JSON array of objects keyed by column name, one object per line."""
+    if not rows:
+        return "[]\n"
+    lines = (
+        json.dumps(
+            {f.name: plain_value(f.kind, row[f.name]) for f in report.fields}, ensure_ascii=False
+        )
+        for row in rows
+    )
+    return "[\n" + ",\n".join(lines) + "\n]\n"
+
+
+def to_table(report: Report, rows: Sequence[Row]) -> Table:
+    table = Table(title=f"{report.view}: {report.summary}")
+    for f in report.fields:
+        table.add_column(f.title, justify="right" if f.kind in _NUMERIC else "left")
+    for row in rows:
+        table.add_row(*(cell_text(f.kind, row[f.name]) for f in report.fields))
+    return table
