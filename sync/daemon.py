@@ -226,6 +226,7 @@ class Daemon:
         self.stopping = False
         self.state = _State()
         self._stop = asyncio.Event()
+        self.started = asyncio.Event()  # set once listening and scheduled
         self._signals = 0
         self._sweep_task: asyncio.Task[None] | None = None
         self._pending: set[str] = set()  # "full" and/or "incremental"
@@ -266,6 +267,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             await self._start()
+            self.started.set()
             if self.burst:
                 await self._sweep(full=False)
             else:
