@@ -1,6 +1,6 @@
 """The HTTP shell around the list endpoint: signs, rate-limits, retries, classifies.
 
-One ``AsyncLimiter`` caps the request rate for the whole process (every attempt, retries
+One ``RequestPacer`` caps the request rate for the whole process (every attempt, retries
 included); the engine's worker count caps concurrency. What an answer *means* is decided by the
 pure ``classify_response``; this module only moves bytes and counts.
 """
@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import structlog
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -27,6 +26,7 @@ from tenacity import (
 )
 
 from sync.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
+from sync.pacing import RequestPacer
 from sync.records import is_ascii_digits
 from sync.responses import FilePage, classify_response
 from sync.settings import Settings
@@ -49,8 +49,7 @@ class TanmaClient:
         self._app_id = settings.tanma_app_id
         self._app_key = settings.tanma_app_key.get_secret_value()
         self._url = settings.tanma_base_url + LIST_FILES_PATH
-        # Capacity 1: requests are spaced evenly, never bunched above the limit in any window.
-        self._limiter = AsyncLimiter(1, 1.0 / settings.sync_rate_limit)
+        self._pacer = RequestPacer(settings.sync_rate_limit)
         self._backoff = wait_random_exponential(
             multiplier=settings.sync_backoff_base, max=settings.sync_backoff_max
         )
@@ -66,7 +65,7 @@ class TanmaClient:
         with the number of live daemons)."""
         if rate <= 0:
             raise ValueError("rate limit must be positive")
-        self._limiter = AsyncLimiter(1, 1.0 / rate)
+        self._pacer.set_rate(rate)
 
     @property
     def failed_requests(self) -> int:
@@ -117,11 +116,8 @@ class TanmaClient:
 
     async def _post_once(self, payload: dict[str, Any]) -> FilePage:
         assert self._session is not None, "use TanmaClient as an async context manager"
-        if self._limiter.has_capacity():
-            await self._limiter.acquire()
-        else:
+        if await self._pacer.acquire():
             self.rate_limit_waits += 1
-            await self._limiter.acquire()
         # Serialised once; these exact bytes are signed and sent.
         body = encode_body(payload)
         headers = signed_headers(
