@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+_CHINA_OFFSET = timedelta(hours=8)
+CHINA_TZ = timezone(_CHINA_OFFSET, "Asia/Shanghai")
 MAX_BIGINT = 2**63 - 1
 _MAX_DEPTH = 64
 # Python prints at most 4300 digits of an int (about 14,000 bits); JSON text needs the digits.
 _MAX_INT_BITS = 14_000
 
+# What no database stores in text: NUL (PostgreSQL), lone surrogates (not Unicode; JSON's
+# \ud800 escapes decode to them).
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+_CHINA_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z", re.ASCII)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b|bytes?)?\s*$", re.IGNORECASE)
 _SIZE_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
@@ -92,8 +97,13 @@ def parse_china_time(value: object) -> datetime | None:
     """``YYYY-MM-DD HH:MM:SS`` in China local time (UTC+8, no DST) as an aware UTC instant."""
     if not isinstance(value, str):
         return None
+    text = value.strip()
     try:
-        local = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        if _CHINA_TIME.match(text):  # the form the API sends: sliced, ~8x cheaper than strptime
+            fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+            return datetime(*map(int, fields), tzinfo=UTC) - _CHINA_OFFSET
+        # Other spellings strptime accepts (single-digit fields, Unicode digits).
+        local = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
         return local.replace(tzinfo=CHINA_TZ).astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: year 1, shifted to UTC, is year 0
         return None
@@ -147,28 +157,40 @@ def _unstorable(value: object, depth: int = 0) -> str:
     if depth > _MAX_DEPTH:
         return f"record is nested deeper than {_MAX_DEPTH} levels"
     if isinstance(value, str):
+        if _BAD_CHAR.search(value) is None:
+            return ""
         if "\x00" in value:
             return "record holds a NUL character, which PostgreSQL cannot store"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "record holds an unpaired UTF-16 surrogate (invalid Unicode)"
-        return ""
+        return "record holds an unpaired UTF-16 surrogate (invalid Unicode)"
     if isinstance(value, float) and not math.isfinite(value):
         return f"record holds a non-finite number ({value})"
     if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
         return f"record holds an integer of {value.bit_length()} bits, too long to store"
+    # Most members are plain ASCII text, small ints, booleans or null: one cheap test accepts
+    # those; anything else, or anything at the depth limit, gets the full recursive check.
+    inline = depth < _MAX_DEPTH
     if isinstance(value, dict):
         for key, item in value.items():
-            why = _unstorable(key, depth + 1) or _unstorable(item, depth + 1)
-            if why:
-                return why
+            if not (inline and _plainly_storable(key) and _plainly_storable(item)):
+                why = _unstorable(key, depth + 1) or _unstorable(item, depth + 1)
+                if why:
+                    return why
     elif isinstance(value, list):
         for item in value:
-            why = _unstorable(item, depth + 1)
-            if why:
-                return why
+            if not (inline and _plainly_storable(item)):
+                why = _unstorable(item, depth + 1)
+                if why:
+                    return why
     return ""
+
+
+def _plainly_storable(value: object) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _BAD_CHAR.search(value) is None  # type: ignore[arg-type]
+    if kind is int:
+        return value.bit_length() <= _MAX_INT_BITS  # type: ignore[attr-defined]
+    return kind is bool or value is None
 
 
 def _file_content(value: object) -> dict[str, Any]:
