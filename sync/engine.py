@@ -191,6 +191,7 @@ class SyncEngine:
         totals = RunTotals()
         failures: list[str] = []
         handed_out = 0
+        handed_back: list[str] = []
         if known_total is not None:
             self._progress.customers_total(known_total)
         log.info("pass_started", run_id=run_id, mode=mode.value, customers=known_total)
@@ -205,6 +206,8 @@ class SyncEngine:
                 totals.add_outcome(outcome)
                 if outcome.error is not None:
                     failures.append(f"customer {assignment.customer.label}: {outcome.error}")
+                elif outcome.stopped is not None:
+                    handed_back.append(outcome.stopped)
                 await feed.finished(assignment, outcome)
                 self._progress.customer_done(outcome.error is None)
 
@@ -228,6 +231,11 @@ class SyncEngine:
         else:
             status = totals.status
             summary = "; ".join(failures[:5]) + (" …" if len(failures) > 5 else "") or None
+            if handed_back:
+                # Customers let go unfinished (a shutdown, a lost lease): the pass did not end.
+                status = "interrupted"
+                note = f"{len(handed_back)} customers handed back unfinished ({handed_back[0]})"
+                summary = f"{note}; {summary}" if summary else note
         finally:
             totals.requests = client.requests - before[0]
             totals.retries = client.retries - before[1]
