@@ -1,4 +1,4 @@
-# A slim image of tanma-sync: `docker build -t tanma-sync .`
+# A slim image of tanma-sync: `docker build -t tanma-sync .`; runs the daemon by default.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -12,5 +12,8 @@ COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
 USER tanma
 WORKDIR /home/tanma
+# /healthz and /metrics of `tanma-sync daemon` (SYNC_HTTP_LISTEN=0.0.0.0:9477 in a container).
+EXPOSE 9477
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["tanma-sync"]
-CMD ["--help"]
+CMD ["daemon"]
