@@ -21,7 +21,8 @@ def compose_problem() -> str | None:
         ["docker", "compose", "version"], capture_output=True, text=True, check=False
     )
     if probe.returncode != 0:
-        return f"docker has no compose plugin here ({probe.stderr.strip() or probe.stdout.strip()})"
+        detail = (probe.stderr or probe.stdout).strip().splitlines()
+        return f"docker has no compose plugin here ({detail[0] if detail else probe.returncode})"
     return None
 
 
