@@ -22,7 +22,7 @@ from sync.db import create_engine
 from sync.models import CustomerSchedule, CustomerSyncState, SyncRun, SyncWorker
 from sync.sim import SimDataset
 from tests.acceptance.conftest import Cli
-from tests.helpers import APP_KEY, assert_mirror_equals, fetch_mirror
+from tests.helpers import APP_KEY, assert_mirror_equals, fetch_mirror_sync
 
 DAEMON_ENV = {
     "SYNC_SCHEDULE": "1s",
@@ -42,17 +42,6 @@ def query(database_url: str, statement: Any) -> Any:
         try:
             async with engine.connect() as conn:
                 return (await conn.execute(statement)).all()
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
-
-
-def mirror(database_url: str) -> list[Any]:
-    async def run() -> list[Any]:
-        engine = create_engine(database_url)
-        try:
-            return await fetch_mirror(engine)
         finally:
             await engine.dispose()
 
@@ -184,7 +173,7 @@ def test_daemons_share_one_postgres_and_take_over_a_killed_ones_customers(
         )
     )
     assert {"w1", "w3"} <= set(by_worker)
-    assert_mirror_equals(mirror(database_url), dataset.expected_mirror())
+    assert_mirror_equals(fetch_mirror_sync(database_url), dataset.expected_mirror())
     for name in workers:
         assert APP_KEY not in (tmp_path / f"{name}.log").read_text()
 
@@ -232,5 +221,5 @@ def test_sigterm_mid_pass_stops_cleanly_and_the_next_run_completes(
 
     done = cli("run")
     assert done.code == 0, done.both
-    assert_mirror_equals(mirror(database_url), dataset.expected_mirror())
+    assert_mirror_equals(fetch_mirror_sync(database_url), dataset.expected_mirror())
     assert APP_KEY not in log
