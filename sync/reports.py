@@ -423,7 +423,10 @@ def to_json(report: Report, rows: Sequence[Row]) -> str:
 def to_table(report: Report, rows: Sequence[Row]) -> Table:
     table = Table(title=f"{report.view}: {report.summary}")
     for f in report.fields:
-        table.add_column(f.title, justify="right" if f.kind in _NUMERIC else "left")
+        # Fold rather than cut: a narrow terminal must not hide part of an id.
+        table.add_column(
+            f.title, justify="right" if f.kind in _NUMERIC else "left", overflow="fold"
+        )
     for row in rows:
         table.add_row(*(cell_text(f.kind, row[f.name]) for f in report.fields))
     return table

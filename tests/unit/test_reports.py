@@ -304,3 +304,12 @@ def test_the_table_shows_china_time_and_readable_numbers() -> None:
     assert "last_attempt_at (UTC+8)" in shown and "2024-01-02 00:30:00" in shown
     assert "staleness" in shown and "3h 07m" in shown and "staleness_seconds" not in shown
     assert "1,234" in shown and "404997901347072" in shown
+
+
+def test_a_narrow_terminal_folds_values_instead_of_cutting_them() -> None:
+    row = dict(PER_CUSTOMER_ROWS[0], external_user_id="wm" + "X" * 40)
+    console = Console(record=True, width=70, color_system=None)
+    console.print(reports.to_table(by_name("files_per_customer"), [row]))
+    shown = console.export_text()
+    assert "…" not in shown
+    assert sum(line.count("X") for line in shown.splitlines()) == 40
