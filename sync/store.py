@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,6 +32,7 @@ from sync.records import FileRecord, RejectedRecord, is_ascii_digits
 
 # FileRecord's fields are named as the columns they fill; an upsert refreshes all but the key.
 _RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
+_UPSERT_COLUMNS = (*_RECORD_COLUMNS, "source_customer_id", "first_seen_at", "last_seen_at")
 _REFRESHED_COLUMNS = (*(name for name in _RECORD_COLUMNS if name != "id"), "source_customer_id")
 _CURSOR_COLUMNS = (
     "high_water_id",
@@ -94,11 +96,21 @@ class MirrorStore:
             files.c.id.in_(bindparam("ids", expanding=True))
         )
         upsert = insert(files)
-        self._files_upsert_stmt = upsert.on_conflict_do_update(
+        files_upsert = upsert.on_conflict_do_update(
             index_elements=[files.c.id],
             set_={name: upsert.excluded[name] for name in _REFRESHED_COLUMNS}
-            | {"last_seen_at": upsert.excluded.last_seen_at, "deleted_at": None},
+            | {"last_seen_at": upsert.excluded.last_seen_at, "deleted_at": null()},
         )
+        # The hottest statement runs as driver SQL with rows already in the driver's form:
+        # SQLAlchemy's per-row parameter building and type processing cost more than the
+        # database's own work on a page (see BENCHMARKS.md).
+        compiled = files_upsert.compile(dialect=engine.dialect, column_keys=[*_UPSERT_COLUMNS])
+        assert compiled.positiontup is not None and set(compiled.positiontup) == set(
+            _UPSERT_COLUMNS
+        ), "the upsert must bind exactly the file columns"
+        self._files_upsert_sql = str(compiled)
+        self._files_upsert_order = tuple(compiled.positiontup)
+        self._driver_row = _sqlite_row if engine.dialect.name == "sqlite" else _postgres_row
         rejected = RejectedRecordRow.__table__
         set_aside = insert(rejected)
         self._set_aside_stmt = set_aside.on_conflict_do_update(
@@ -278,8 +290,12 @@ class MirrorStore:
                 counts.updated += 1
             else:
                 counts.unchanged += 1
-        await conn.execute(
-            self._files_upsert_stmt, [_file_values(r, customer_ref, now) for r in unique]
+        to_row = self._driver_row
+        order = self._files_upsert_order
+        now_value = to_row.stamp(now)
+        await conn.exec_driver_sql(
+            self._files_upsert_sql,
+            [to_row(r, customer_ref, now_value, order) for r in unique],
         )
 
     async def _set_aside(
@@ -458,9 +474,40 @@ def _cursor_values(cursor: CustomerCursor) -> dict[str, Any]:
     return {name: getattr(cursor, name) for name in _CURSOR_COLUMNS}
 
 
-def _file_values(record: FileRecord, customer_ref: int, now: datetime) -> dict[str, Any]:
-    values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
-    values.update(
-        source_customer_id=customer_ref, first_seen_at=now, last_seen_at=now, deleted_at=None
+class _DriverRow:
+    """Turns a FileRecord into the upsert's positional parameters, as the driver takes them."""
+
+    def __init__(self, stamp: Callable[[datetime], Any]) -> None:
+        self.stamp = stamp
+
+    def __call__(
+        self, record: FileRecord, customer_ref: int, now: Any, order: tuple[str, ...]
+    ) -> tuple[Any, ...]:
+        values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
+        created = values["create_time"]
+        values.update(
+            create_time=None if created is None else self.stamp(created),
+            raw=json.dumps(record.raw),
+            source_customer_id=customer_ref,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        return tuple(values[name] for name in order)
+
+
+def _sqlite_stamp(value: datetime) -> str:
+    # Exactly the text SQLAlchemy stores for UTCDateTime on SQLite (naive UTC, microseconds
+    # always written), so comparisons in SQL and reads through the ORM agree with other rows.
+    utc = value.astimezone(UTC)
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
     )
-    return values
+
+
+def _postgres_stamp(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+_sqlite_row = _DriverRow(_sqlite_stamp)
+_postgres_row = _DriverRow(_postgres_stamp)
