@@ -40,7 +40,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
         "--output",
         type=Path,
         help="write the results into this file (default: BENCHMARKS.md for a full run, "
-        "nothing for --quick)",
+        "nothing for --quick or --only)",
     )
     return parser.parse_args(argv)
 
@@ -103,7 +103,9 @@ def main(argv: list[str]) -> int:
     )
     print()
     print(console_table(rows))
-    output = args.output or (None if args.quick else ROOT / "BENCHMARKS.md")
+    # Only a full run (every section, full sizes) replaces the published figures by default.
+    full = not args.quick and not args.only
+    output = args.output or (ROOT / "BENCHMARKS.md" if full else None)
     if output is not None:
         command = "python -m bench " + " ".join(argv) if argv else "python -m bench"
         write_benchmarks(output, markdown(rows, command.strip(), notes))
