@@ -20,11 +20,18 @@ async def _starts(pacer: RequestPacer, workers: int, total: int, busy_s: float) 
         while len(starts) < total:
             await pacer.acquire()
             starts.append(loop.time())
-            time.sleep(busy_s)  # a page parse: blocks the loop, so wake-ups come late
+            _hog(busy_s)  # a page parse: blocks the loop, so wake-ups come late
             await asyncio.sleep(0)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return starts[:total]
+
+
+def _hog(seconds: float) -> None:
+    """Keep the CPU (and so the event loop) busy, as parsing a page does."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
 
 
 def _most_in_window(starts: list[float], window: float) -> int:
