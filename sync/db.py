@@ -162,10 +162,21 @@ async def pending_revisions(engine: AsyncEngine) -> bool:
     return await _checked_revision(engine) != head_revision()
 
 
+# What a failing database can raise mid-pass. asyncpg raises OSError itself, not wrapped by
+# SQLAlchemy, when it cannot connect (the server down or unreachable).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+
+
 def describe_db_error(exc: BaseException) -> str:
     """One line about a database error, without the SQL and parameters SQLAlchemy appends."""
     original = getattr(exc, "orig", None) or exc
     first = (
         str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
     )
+    if isinstance(exc, OSError):
+        first = f"cannot connect: {first}"
+    elif getattr(exc, "connection_invalidated", False):
+        # The driver's own words can be cryptic ("cannot switch to state 12 …") once the
+        # server has dropped the connection; say what happened first.
+        first = f"connection lost: {first}"
     return first[:300]

@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol, TypeVar
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from sync.client import TanmaClient
-from sync.db import describe_db_error
+from sync.db import DATABASE_ERRORS, describe_db_error
 from sync.errors import CustomerError, FatalError, LeaseLost, TransientError
 from sync.models import utc_now
 from sync.pager import PageVerdict, PassMode, begin_pass, next_last_id, step
@@ -256,7 +255,7 @@ class SyncEngine:
                     run_id, status, asdict(totals) | {"customers_total": customers}, summary
                 )
             )
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             log.error("run_not_recorded", run_id=run_id, error=describe_db_error(exc))
 
     async def _sync_customer(
@@ -278,7 +277,7 @@ class SyncEngine:
             reason = str(exc)
         except (TransientError, CustomerError) as exc:
             reason = f"gave up for this pass: {exc}"
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             self._db_failures_in_a_row += 1
             reason = f"database error: {describe_db_error(exc)}"
             if self._db_failures_in_a_row >= _DB_FAILURES_BEFORE_GIVING_UP:
@@ -298,7 +297,7 @@ class SyncEngine:
         bound.warning("customer_failed", reason=reason)
         try:
             await self._store.record_failure(customer.ref, reason)
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             bound.error("failure_not_recorded", error=describe_db_error(exc))
         return outcome
 

@@ -13,7 +13,8 @@ class FaultPolicy:
 
     ``cap`` bounds consecutive faults on one page (customer, lastId): after that many in a row
     the page is served, so a client that retries patiently always gets through. A burst of 429s
-    spills over onto the next ``burst_length`` requests, whatever they ask for.
+    spills over onto the next ``burst_length`` requests, whatever they ask for; those 429s are
+    faults of the page they hit like any other, so the cap holds for them too.
     """
 
     def __init__(
@@ -43,13 +44,6 @@ class FaultPolicy:
     def set_cap(self, cap: int | None) -> None:
         self._cap = cap
 
-    def in_burst(self) -> bool:
-        """Whether this request falls inside a running 429 burst (and uses up one slot of it)."""
-        if self._burst_left <= 0:
-            return False
-        self._burst_left -= 1
-        return True
-
     def retry_after(self) -> int:
         """Retry-After seconds for a burst 429: 0 or 1, as gateways send both."""
         return self._rng.randint(0, 1)
@@ -57,7 +51,14 @@ class FaultPolicy:
     def choose(self, page: Hashable) -> str | None:
         """The fault for a request for ``page``, or None to serve it normally."""
         streak = self._streaks.get(page, 0)
-        if not self._table or (self._cap is not None and streak >= self._cap):
+        if self._cap is not None and streak >= self._cap:
+            self._streaks.pop(page, None)
+            return None
+        if self._burst_left > 0:
+            self._burst_left -= 1
+            self._streaks[page] = streak + 1
+            return "burst429"
+        if not self._table:
             self._streaks.pop(page, None)
             return None
         roll = self._rng.random()

@@ -146,8 +146,6 @@ class Simulator:
             self.stats.over_limit += 1
             self.stats.outcome("http429")
             return self._reply(429, b"429: Too Many Requests", "text/plain", {"Retry-After": "1"})
-        if self._faults.in_burst():
-            return self._burst429()
 
         raw = await request.read()
         try:
@@ -295,10 +293,6 @@ class Simulator:
             # aiohttp sees the closed transport when writing this and drops it quietly.
             return web.Response(status=200)
         raise AssertionError(f"unhandled fault {fault}")
-
-    def _burst429(self) -> web.Response:
-        self.stats.outcome("burst429")
-        return self._reply(429, b"429: Too Many Requests", "text/plain", self._retry_after_header())
 
     def _retry_after_header(self) -> dict[str, str]:
         return {"Retry-After": str(self._faults.retry_after())}

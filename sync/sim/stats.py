@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from sync.sim.faults import FAULT_KINDS
+
 CustomerKey = int | str  # the customer id, or the raw identifier of an unknown customer
 
 
 class SimStats:
     """Counters for the endpoint (admin routes are not counted).
 
-    ``over_limit`` counts requests that arrived above the configured rate limit. An overlap is a
+    ``over_limit`` counts requests that arrived above the configured rate limit: with a limit of
+    ``rate`` and a burst of ``capacity`` (a token bucket), a request is over the limit when more
+    than ``rate * T + capacity`` arrived within some window of T seconds. An overlap is a
     request for a customer that arrived while another request for the same customer was still
     being served: a well-behaved engine never does that.
     """
@@ -44,6 +48,11 @@ class SimStats:
     def outcome(self, name: str) -> None:
         self.outcomes[name] += 1
 
+    def faults(self) -> dict[str, int]:
+        """Faults injected so far, by kind. The simulator's own rate-limit answers are not
+        faults: they are counted in ``over_limit``."""
+        return {kind: self.outcomes[kind] for kind in FAULT_KINDS if self.outcomes[kind]}
+
     def customer_begin(self, key: CustomerKey) -> None:
         self.per_customer[key] += 1
         if self._busy[key] > 0:
@@ -61,6 +70,7 @@ class SimStats:
         return {
             "requests_total": self.requests_total,
             "outcomes": dict(self.outcomes),
+            "faults": self.faults(),
             "per_customer": {str(k): v for k, v in self.per_customer.items()},
             "over_limit": self.over_limit,
             "overlaps": self.overlaps,

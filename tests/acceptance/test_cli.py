@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sync.sim import SimDataset
-from tests.acceptance.conftest import Cli, clean_env
+from tests.cli_support import Cli, clean_env, run_and_kill
 from tests.helpers import APP_KEY, assert_mirror_equals, dump_database_sync, fetch_mirror_sync
 
 SUMMARY = re.compile(r"(\d+) requests")
@@ -208,12 +208,7 @@ def test_killing_a_backfill_at_random_instants_loses_nothing(
     rng = random.Random(1234)
     kills = 0
     for _ in range(6):
-        process = cli.start("backfill")
-        time.sleep(rng.uniform(0.8, 2.5))
-        if process.poll() is None:
-            process.kill()
-            kills += 1
-        process.communicate(timeout=30)
+        kills += run_and_kill(cli, ("backfill",), rng.uniform(0.8, 2.5), from_pass=False).landed
         sim.call(dataset.advance, new_rate=0.2, late_rate=0.1, delete_rate=0, update_rate=0)
     assert kills >= 3, "the process finished before it could be killed: make the data set larger"
     final = cli("run")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.acceptance.conftest import PROJECT, clean_env
+from tests.cli_support import PROJECT, clean_env
 
 # A port nothing listens on: PostgreSQL "not reachable".
 NOWHERE = "postgresql://postgres@127.0.0.1:9/postgres"

@@ -1,0 +1,238 @@
+"""Database faults in the middle of a pass: PostgreSQL connections killed by the server, the
+database unreachable for a while, and SQLite held by another writer.
+
+Whatever happens to the pass (customers failed, or the run stopped with one clear line), the
+mirror and the cursors must stay consistent, and the next pass must leave the mirror exact.
+These faults belong to one database each, so each test names the backend it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from sync import db
+from sync.errors import FatalError
+from sync.pager import PassMode
+from sync.service import sync_pass
+from sync.sim import SimDataset
+from sync.store import MirrorStore
+from tests.cli_support import cli_for
+from tests.conftest import PG_ADMIN_URL, drop_database_url, new_database_url
+from tests.helpers import make_settings
+from tests.reliability.conftest import SEED, Scale
+from tests.reliability.figures import Figures
+from tests.reliability.mirror_checks import problems, read_snapshot, read_upstream, snapshot_of
+from tests.reliability.support import import_customers
+from tests.reliability.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    url = new_database_url("postgresql", tmp_path)
+    yield url
+    drop_database_url(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return new_database_url("sqlite", tmp_path)
+
+
+async def _migrated(url: str) -> MirrorStore:
+    engine = db.create_engine(url)
+    await db.upgrade(engine)
+    return MirrorStore(engine)
+
+
+def _consistent(url: str, sim, dataset: SimDataset, lookback_ids: int, *, settled: bool) -> None:
+    found = problems(read_snapshot(url), read_upstream(sim, dataset), lookback_ids, settled=settled)
+    assert not found, f"seed {SEED}: {found[:5]}"
+
+
+async def _consistent_async(
+    url: str, sim, dataset: SimDataset, lookback_ids: int, *, settled: bool
+) -> None:
+    snapshot = await snapshot_of(url)
+    found = problems(snapshot, read_upstream(sim, dataset), lookback_ids, settled=settled)
+    assert not found, f"seed {SEED}: {found[:5]}"
+
+
+async def test_postgres_connections_killed_mid_pass(
+    pg_url: str, sim_factory, scale: Scale, figures: Figures, case_name: str
+) -> None:
+    dataset = SimDataset(seed=41, customers=30, mean_files=30)
+    sim = sim_factory(dataset, latency_ms=3)
+    store = await _migrated(pg_url)
+    try:
+        await import_customers(store, dataset)
+        settings = make_settings(sim.base_url, pg_url, sync_page_size=5, sync_rate_limit=300)
+        name = make_url(pg_url).database
+        terminated = 0
+
+        async def terminate_repeatedly(stop: asyncio.Event) -> None:
+            nonlocal terminated
+            admin = await asyncpg.connect(str(make_url(PG_ADMIN_URL).set(drivername="postgresql")))
+            try:
+                while not stop.is_set():
+                    await asyncio.sleep(0.12)
+                    killed = await admin.fetch(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                        name,
+                    )
+                    terminated += len(killed)
+            finally:
+                await admin.close()
+
+        stop = asyncio.Event()
+        killer = asyncio.create_task(terminate_repeatedly(stop))
+        outcome = "completed"
+        try:
+            report = await sync_pass(settings, store, PassMode.BACKFILL)
+            failures = report.failures
+        except FatalError as exc:  # several customers in a row failed on the database
+            outcome, failures = "stopped", [str(exc)]
+        finally:
+            stop.set()
+            await killer
+        assert all("database" in f and "internal error" not in f for f in failures), failures
+        await _consistent_async(pg_url, sim, dataset, settings.lookback_ids, settled=False)
+
+        again = await sync_pass(settings, store, PassMode.BACKFILL)
+        assert again.status == "ok", again.failures
+        await _consistent_async(pg_url, sim, dataset, settings.lookback_ids, settled=True)
+        figures.add(case_name, pg_backends_terminated=terminated, db_fault_failures=len(failures))
+        figures.note(case_name, first_pass=outcome)
+        assert terminated > 0
+    finally:
+        await store.engine.dispose()
+
+
+def test_database_unreachable_mid_pass_through_the_cli(
+    pg_url: str, sim_factory, tmp_path: Path, figures: Figures, case_name: str
+) -> None:
+    """The CLI's backfill loses its database for a second (a proxy in front of PostgreSQL stops
+    listening and resets every connection): it ends with a clear line, never a trace, and the
+    next backfill completes the mirror."""
+    dataset = SimDataset(seed=42, customers=30, mean_files=30)
+    sim = sim_factory(dataset, latency_ms=3)
+    target = make_url(pg_url)
+    with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        proxied = str(target.set(port=proxy.port))
+        cli = cli_for(tmp_path, proxied)
+        cli.env |= {
+            "TANMA_BASE_URL": sim.base_url,
+            "SYNC_PAGE_SIZE": "5",
+            "SYNC_RATE_LIMIT": "300",
+            "SYNC_LOG_LEVEL": "info",
+        }
+        (tmp_path / "customers.csv").write_text(dataset.customers_csv(), "utf-8")
+        assert cli("customers", "import", str(tmp_path / "customers.csv")).code == 0
+
+        process = cli.start("backfill")
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert '"pass_started"' in first, first
+        time.sleep(0.5)
+        proxy.cut()
+        time.sleep(1.0)
+        proxy.restore()
+        out, err = process.communicate(timeout=120)
+        err = first + err
+        assert process.returncode in (1, 3), (process.returncode, out, err)
+        assert "Traceback" not in err and "internal error" not in err, err
+        if process.returncode == 1:
+            last = err.strip().splitlines()[-1]
+            assert last.startswith("error: ") and "database" in last, last
+        else:
+            assert "database error" in err, err
+        lookback = make_settings(sim.base_url, proxied).lookback_ids
+        _consistent(proxied, sim, dataset, lookback, settled=False)
+
+        again = cli("backfill")
+        assert again.code == 0, again.both
+        _consistent(proxied, sim, dataset, lookback, settled=True)
+        figures.add(case_name, db_outages=proxy.cuts)
+        figures.note(case_name, exit_status_during_outage=process.returncode)
+
+
+async def test_sqlite_held_by_another_writer_waits_then_completes(
+    sqlite_url: str, sim_factory, figures: Figures, case_name: str
+) -> None:
+    """Another process holds BEGIN EXCLUSIVE for two seconds mid-pass: the pass waits for it
+    (SQLite's busy timeout) and completes, nothing corrupted."""
+    dataset = SimDataset(seed=43, customers=20, mean_files=20)
+    sim = sim_factory(dataset, latency_ms=2)
+    store = await _migrated(sqlite_url)
+    path = make_url(sqlite_url).database
+    try:
+        await import_customers(store, dataset)
+        settings = make_settings(sim.base_url, sqlite_url, sync_page_size=5, sync_rate_limit=200)
+        held = threading.Event()
+        hold_s = 2.0
+
+        def hold_lock() -> None:
+            other = sqlite3.connect(path, isolation_level=None, timeout=30)
+            try:
+                while not other.execute("SELECT count(*) FROM customer_files").fetchone()[0]:
+                    time.sleep(0.02)  # until the pass has written something
+                other.execute("BEGIN EXCLUSIVE")
+                held.set()
+                time.sleep(hold_s)
+                other.execute("COMMIT")
+            finally:
+                other.close()
+
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        started = time.monotonic()
+        report = await sync_pass(settings, store, PassMode.BACKFILL)
+        took = time.monotonic() - started
+        holder.join(30)
+        assert held.is_set()
+        assert report.status == "ok", report.failures
+        assert took >= hold_s
+        await _consistent_async(sqlite_url, sim, dataset, settings.lookback_ids, settled=True)
+        figures.add(case_name, sqlite_lock_waits=1)
+        figures.note(case_name, sqlite_lock_held_s=hold_s, pass_s=round(took, 2))
+    finally:
+        await store.engine.dispose()
+
+
+def test_sqlite_held_past_the_busy_timeout_is_a_clear_error(
+    sqlite_url: str, sim_factory, tmp_path: Path, scale: Scale, figures: Figures, case_name: str
+) -> None:
+    """A lock held longer than SQLite's 30 s busy timeout: the CLI gives up with one line that
+    says the database is locked, and the next run, once the lock is gone, completes."""
+    if not scale.soak:
+        pytest.skip("soak only: holding the lock past the 30 s busy timeout takes over a minute")
+    dataset = SimDataset(seed=44, customers=5, mean_files=10)
+    sim = sim_factory(dataset)
+    cli = cli_for(tmp_path, sqlite_url)
+    cli.env["TANMA_BASE_URL"] = sim.base_url
+    (tmp_path / "customers.csv").write_text(dataset.customers_csv(), "utf-8")
+    assert cli("customers", "import", str(tmp_path / "customers.csv")).code == 0
+    other = sqlite3.connect(make_url(sqlite_url).database, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        locked = cli("backfill", timeout=300)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert locked.code == 1, locked.both
+    assert "Traceback" not in locked.both
+    assert "database is locked" in locked.err.strip().splitlines()[-1], locked.err
+    again = cli("backfill")
+    assert again.code == 0, again.both
+    lookback = make_settings(sim.base_url, sqlite_url).lookback_ids
+    _consistent(sqlite_url, sim, dataset, lookback, settled=True)
+    figures.add(case_name, sqlite_lock_timeouts=1)
