@@ -7,6 +7,7 @@ pure ``classify_response``; this module only moves bytes and counts.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import ssl
 import time
@@ -55,6 +56,10 @@ class TanmaClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self.clock_offset_ms = 0
+        # Set once an answer shows our clock is accepted (or corrected); until then requests go
+        # one at a time, see _post_once.
+        self._clock_known = asyncio.Event()
+        self._first_requests = asyncio.Lock()
         self.requests = 0
         self.retries = 0
         self.outcomes: Counter[str] = Counter()
@@ -93,9 +98,11 @@ class TanmaClient:
         if bundle is None:
             return True  # aiohttp's default: verify against the system's trust store
         try:
-            return ssl.create_default_context(cafile=str(bundle))
+            context = ssl.create_default_context(cafile=str(bundle))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"setting TANMA_CA_BUNDLE: cannot load {bundle}: {exc}") from None
+        context.load_default_certs()  # the bundle adds to the system's trust store
+        return context
 
     async def list_files(
         self, customer: CustomerKey, last_id: int | None, page_size: int
@@ -115,6 +122,15 @@ class TanmaClient:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _post_once(self, payload: dict[str, Any]) -> FilePage:
+        if not self._clock_known.is_set():
+            # If our clock is off, every request sent before the first 1003 comes back (and
+            # corrects it) is refused too: one per worker. So the first ones go one at a time.
+            async with self._first_requests:
+                if not self._clock_known.is_set():
+                    return await self._attempt(payload)
+        return await self._attempt(payload)
+
+    async def _attempt(self, payload: dict[str, Any]) -> FilePage:
         assert self._session is not None, "use TanmaClient as an async context manager"
         if await self._pacer.acquire():
             self.rate_limit_waits += 1
@@ -160,6 +176,7 @@ class TanmaClient:
             if exc.server_time_ms is not None:
                 self.clock_offset_ms = exc.server_time_ms - int(time.time() * 1000)
                 log.warning("clock_corrected", offset_ms=self.clock_offset_ms)
+                self._clock_known.set()
             raise
         except TransientError:
             self.outcomes[f"http_{status}" if status != 200 else "bad_answer"] += 1
@@ -168,6 +185,7 @@ class TanmaClient:
             self.outcomes["refused"] += 1
             raise
         self.outcomes["ok"] += 1
+        self._clock_known.set()
         return page
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
