@@ -33,6 +33,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=float, help="SYNC_RATE_LIMIT of the budget runs")
     parser.add_argument("--latency-ms", type=float, help="simulated latency of the budget runs")
     parser.add_argument(
+        "--budget-backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="database of the budget and incremental runs",
+    )
+    parser.add_argument(
         "--memory-customers", type=int, nargs="+", help="customer counts of the memory runs"
     )
     parser.add_argument("--dlt-customers", type=int, help="customers of the dlt comparison")
@@ -85,7 +91,7 @@ def main(argv: list[str]) -> int:
         for backend in backends:
             rows += sections.throughput(sizes, backend, log)
     if "budget" in chosen:
-        rows += sections.budget_and_incremental(sizes, log)
+        rows += sections.budget_and_incremental(sizes, log, args.budget_backend)
     if "memory" in chosen:
         rows += sections.memory(sizes, log)
     if "dlt" in chosen:

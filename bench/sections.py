@@ -245,7 +245,7 @@ def throughput(sizes: Sizes, backend: str, log: Log) -> list[Row]:
     ]  # fmt: skip
 
 
-def budget_and_incremental(sizes: Sizes, log: Log) -> list[Row]:
+def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> list[Row]:
     """Requests/s against the client's rate limit while the API is slow and limited, then the
     cost of a run in which nothing changed."""
     use: list[float] = []
@@ -262,7 +262,7 @@ def budget_and_incremental(sizes: Sizes, log: Log) -> list[Row]:
     ) as sim:
         csv = sim.customers_csv()
         for rep in range(sizes.reps):
-            with fresh_database("sqlite") as url:
+            with fresh_database(backend) as url:
                 env = _prepare(
                     sim, url, csv, concurrency=sizes.budget_concurrency, rate=sizes.rate_limit
                 )
@@ -279,7 +279,7 @@ def budget_and_incremental(sizes: Sizes, log: Log) -> list[Row]:
                 per_customer.append(stats["requests_total"] / sizes.budget_customers)
                 wall_ratio.append(quiet.pass_s / (sizes.budget_customers / sizes.rate_limit))
             log(
-                f"budget rep {rep + 1}: backfill {backfill.requests} requests at "
+                f"budget {backend} rep {rep + 1}: backfill {backfill.requests} requests at "
                 f"{backfill.requests_per_s:,.1f}/s = {use[-1]:.3f} of the limit; run: "
                 f"{per_customer[-1]:.2f} requests/customer in {quiet.pass_s:.1f}s"
             )
@@ -287,14 +287,14 @@ def budget_and_incremental(sizes: Sizes, log: Log) -> list[Row]:
     return [
         Row("2. API budget use",
             f"backfill requests/s ÷ SYNC_RATE_LIMIT ({limit}, {sizes.latency_ms:g} ms latency, "
-            f"{int(median(backfill_requests)):,} requests)", median(use), "of the limit",
+            f"{int(median(backfill_requests)):,} requests, {backend})", median(use), "of the limit",
             f"n={len(use)}; simulator counted {over_limit} requests above its {limit} bucket "
             "(burst 5)", "≥ 0.95", median(use) >= 0.95),
         Row("3. incremental cost",
-            f"requests per unchanged customer (`run` over {sizes.budget_customers:,})",
+            f"requests per unchanged customer (`run` over {sizes.budget_customers:,}, {backend})",
             median(per_customer), "requests", f"n={len(per_customer)}", "= 1.00",
             abs(median(per_customer) - 1.0) < 0.005),
-        Row("3. incremental cost", "`run` wall time ÷ (customers ÷ rate limit)",
+        Row("3. incremental cost", f"`run` wall time ÷ (customers ÷ rate limit) ({backend})",
             median(wall_ratio), "×", f"floor {sizes.budget_customers / sizes.rate_limit:.0f}s"),
     ]  # fmt: skip
 
