@@ -201,7 +201,10 @@ def _file_content(value: object) -> dict[str, Any]:
             decoded = json.loads(value)
         except (ValueError, RecursionError):
             return {}
-        if isinstance(decoded, dict):
+        # What the text decodes to was not checked with the record: a NUL or a lone surrogate
+        # written as a JSON escape only appears now. Content no database can store is ignored
+        # like content that is not JSON; the raw record still keeps the text verbatim.
+        if isinstance(decoded, dict) and not _unstorable(decoded):
             return decoded
     return {}
 
@@ -253,7 +256,8 @@ def _reject(item: object, reason: str) -> RejectedRecord:
     shown = None
     if raw_id is not None:
         try:
-            shown = str(raw_id)[:64]
+            # A text id may hold what the database cannot store: shown with a stand-in.
+            shown = _BAD_CHAR.sub("\ufffd", str(raw_id))[:64]
         except ValueError:  # an int too long to print
             shown = f"<{raw_id.bit_length()}-bit integer>" if isinstance(raw_id, int) else None
     return RejectedRecord(reason=reason, payload=to_json_text(item), record_id=shown)

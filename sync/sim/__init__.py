@@ -3,6 +3,7 @@
 from sync.sim.config import SimConfig
 from sync.sim.dataset import (
     DEFAULT_START,
+    HOSTILE_KINDS,
     POISON_KINDS,
     UNUSABLE_ID_KINDS,
     PoisonRecord,
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_START",
     "ENDPOINT",
     "FAULT_KINDS",
+    "HOSTILE_KINDS",
     "ID_EPOCH",
     "ID_UNITS_PER_SECOND",
     "POISON_KINDS",

@@ -52,6 +52,10 @@ POISON_KINDS = (
     "extra_field",
 )
 UNUSABLE_ID_KINDS = frozenset(POISON_KINDS[:6])
+# Hostile kinds, placed only by ``add_record(poison=...)`` (never drawn, so seeded data sets stay
+# as they were). Each keeps a usable id and must be stored: a NUL or a lone surrogate written as
+# a JSON escape inside the fileContent text, and a followContent of 100,000 characters.
+HOSTILE_KINDS = ("content_nul", "content_surrogate", "huge_text")
 
 _MS_PER_DAY = 86_400_000
 _MS_PER_HOUR = 3_600_000
@@ -370,7 +374,7 @@ class SimDataset:
         """
         if id is not None and below_max_by_seconds is not None:
             raise ValueError("give id or below_max_by_seconds, not both")
-        if poison is not None and poison not in POISON_KINDS:
+        if poison is not None and poison not in POISON_KINDS + HOSTILE_KINDS:
             raise ValueError(f"unknown poison kind {poison!r}")
         state = self._state(customer_index)
         if id is not None:
@@ -602,5 +606,11 @@ def _spoil(body: dict[str, Any], kind: str, key: int) -> None:
         body["fileContent"] = "not json {"
     elif kind == "extra_field":
         body["extraField"] = {"nested": [1, 2]}
+    elif kind == "content_nul":
+        body["fileContent"] = json.dumps({"name": "合同\u0000.pdf", "size": "1KB"})
+    elif kind == "content_surrogate":
+        body["fileContent"] = json.dumps({"url": "https://x/\ud800", "type": "\udfff"})
+    elif kind == "huge_text":
+        body["followContent"] = "长" * 100_000
     else:
         raise ValueError(f"unknown poison kind {kind!r}")
