@@ -81,8 +81,23 @@ def tool_env(
     return env
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a running process: its peak RSS since it started its program."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def run_cli(args: list[str], env: dict[str, str]) -> CliRun:
-    """Run ``tanma-sync ARGS``; peak RSS is this child's own (wait4), not the largest so far."""
+    """Run ``tanma-sync ARGS`` and watch its peak RSS.
+
+    Peak RSS is read from /proc (VmHWM, every 20 ms until it exits), not from wait4: Linux
+    counts the pages a child had before exec, which are the parent's, in its ru_maxrss."""
     # A scratch working directory: a developer's .env must not change what is measured.
     with tempfile.TemporaryDirectory(prefix="tanma_bench_cwd_") as cwd:
         out_path, err_path = Path(cwd) / "out", Path(cwd) / "err"
@@ -91,16 +106,18 @@ def run_cli(args: list[str], env: dict[str, str]) -> CliRun:
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and entry point
                 [*_CLI, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd
             )
-            _, status, usage = os.wait4(proc.pid, 0)
+            peak = 0.0
+            while proc.poll() is None:
+                peak = max(peak, _peak_rss_mb(proc.pid) or 0.0)
+                time.sleep(0.02)
             wall = time.perf_counter() - started
-            proc.returncode = os.waitstatus_to_exitcode(status)
         return CliRun(
             " ".join(args),
             proc.returncode,
             out_path.read_text(errors="replace"),
             err_path.read_text(errors="replace"),
             wall,
-            usage.ru_maxrss / 1024,  # KiB on Linux
+            peak,
         )
 
 
