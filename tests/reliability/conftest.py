@@ -88,6 +88,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.reliability)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     size = "soak" if _soak_wanted(config) else "CI size"
     return f"reliability: seed {SEED} ({size}); repeat with {_SEED_ENV}={SEED}"
