@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.customers_file import CustomerRow, LineProblem
+from sync.group_commit import GroupCommit
 from sync.models import (
     Customer,
     CustomerFile,
@@ -78,6 +79,40 @@ class PageCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class _PageWrite:
+    """What save_page was handed, waiting for its transaction."""
+
+    customer: CustomerKey
+    records: Sequence[FileRecord]
+    rejected: Sequence[RejectedRecord]
+    cursor: CustomerCursor
+    run_id: int | None
+    completed: bool
+    vanished: VanishedCheck | None
+    fence: Fence | None
+
+
+# How much one group transaction may carry: short enough to keep any page's wait small and
+# the id look-up well under the databases' bound-parameter limits.
+_BATCH_PAGES = 64
+_BATCH_RECORDS = 2_000
+
+
+def _page_fits(batch: Sequence[_PageWrite], page: _PageWrite) -> bool:
+    """A page joins a batch unless that makes it too big, or it shares a customer or a record
+    id with a page already in it (one statement must not touch a row twice, and each page's
+    counts are taken against the rows as they were before the batch)."""
+    if len(batch) >= _BATCH_PAGES:
+        return False
+    if sum(len(p.records) for p in batch) + len(page.records) > _BATCH_RECORDS:
+        return False
+    if any(p.customer.ref == page.customer.ref for p in batch):
+        return False
+    ids = {r.id for r in page.records}
+    return not any(r.id in ids for p in batch for r in p.records)
+
+
+@dataclass(frozen=True, slots=True)
 class ImportCounts:
     added: int
     updated: int
@@ -111,6 +146,10 @@ class MirrorStore:
         self._files_upsert_sql = str(compiled)
         self._files_upsert_order = tuple(compiled.positiontup)
         self._driver_row = _sqlite_row if engine.dialect.name == "sqlite" else _postgres_row
+        self._state_stmts: dict[tuple[str, ...], Any] = {}
+        self._pages: GroupCommit[_PageWrite, PageCounts] = GroupCommit(
+            self._write_pages, _page_fits
+        )
         rejected = RejectedRecordRow.__table__
         set_aside = insert(rejected)
         self._set_aside_stmt = set_aside.on_conflict_do_update(
@@ -172,7 +211,15 @@ class MirrorStore:
 
     async def customers(self, selectors: Sequence[str] = ()) -> list[CustomerKey]:
         """All customers in id order, or those whose customer_id or external_user_id is named."""
-        query = select(Customer).order_by(Customer.id)
+        # Plain columns, not ORM entities: 100,000 customers as entities cost hundreds of MB.
+        columns = Customer.__table__.c
+        query = select(
+            columns.id,
+            columns.customer_id,
+            columns.external_user_id,
+            columns.user_id,
+            columns.sales_id,
+        ).order_by(columns.id)
         if selectors:
             numeric = [int(s) for s in selectors if is_ascii_digits(s) and len(s) <= 19]
             query = query.where(
@@ -210,37 +257,39 @@ class MirrorStore:
         vanished: VanishedCheck | None = None,
         fence: Fence | None = None,
     ) -> PageCounts:
-        """One page in one transaction: its rows, its rejected items and the new cursor."""
+        """One page in one transaction: its rows, its rejected items and the new cursor.
+
+        Pages that other workers hand in at the same moment share that transaction (group
+        commit, sync/group_commit.py): each page still lands whole with its cursor or not at
+        all, and a page that fails is written again on its own so it fails alone.
+        """
+        page = _PageWrite(customer, records, rejected, cursor, run_id, completed, vanished, fence)
+        return await self._pages.submit(page)
+
+    async def _write_pages(self, pages: Sequence[_PageWrite]) -> list[PageCounts]:
         now = utc_now()
-        counts = PageCounts()
+        counts = [PageCounts() for _ in pages]
         async with self.engine.begin() as conn:
-            if fence is not None:
-                await fence(conn)
-            if records:
-                await self._upsert_files(conn, customer.ref, records, now, counts)
-            if rejected:
-                await self._set_aside(conn, customer.ref, rejected, run_id, now)
-                counts.rejected = len(rejected)
-            if vanished is not None:
-                result = await conn.execute(
-                    update(CustomerFile)
-                    .where(
-                        CustomerFile.source_customer_id == customer.ref,
-                        CustomerFile.last_seen_at < vanished.seen_since,
-                        CustomerFile.deleted_at.is_(None),
+            for page in pages:
+                if page.fence is not None:
+                    await page.fence(conn)
+            await self._upsert_files(conn, pages, now, counts)
+            for page, page_counts in zip(pages, counts, strict=True):
+                if page.rejected:
+                    await self._set_aside(conn, page.customer.ref, page.rejected, page.run_id, now)
+                    page_counts.rejected = len(page.rejected)
+                if page.vanished is not None:
+                    result = await conn.execute(
+                        update(CustomerFile)
+                        .where(
+                            CustomerFile.source_customer_id == page.customer.ref,
+                            CustomerFile.last_seen_at < page.vanished.seen_since,
+                            CustomerFile.deleted_at.is_(None),
+                        )
+                        .values(deleted_at=now)
                     )
-                    .values(deleted_at=now)
-                )
-                counts.deleted = result.rowcount
-            outcome: dict[str, Any] = {"last_attempt_at": now}
-            if completed:
-                outcome |= {
-                    "last_success_at": now,
-                    "last_error": None,
-                    "last_error_at": None,
-                    "consecutive_failures": 0,
-                }
-            await self._write_state(conn, customer.ref, _cursor_values(cursor) | outcome)
+                    page_counts.deleted = result.rowcount
+            await self._write_states(conn, pages, now)
         return counts
 
     async def record_failure(self, customer_ref: int, reason: str) -> None:
@@ -271,32 +320,32 @@ class MirrorStore:
     async def _upsert_files(
         self,
         conn: AsyncConnection,
-        customer_ref: int,
-        records: Sequence[FileRecord],
+        pages: Sequence[_PageWrite],
         now: datetime,
-        counts: PageCounts,
+        counts: Sequence[PageCounts],
     ) -> None:
         # A server that repeats an id within a page would make one statement touch a row twice.
-        unique = list({r.id: r for r in reversed(records)}.values())
-        known = {
-            row.id: row
-            for row in await conn.execute(self._known_files_stmt, {"ids": [r.id for r in unique]})
-        }
-        for record in unique:
-            before = known.get(record.id)
-            if before is None:
-                counts.inserted += 1
-            elif before.raw != record.raw or before.deleted_at is not None:
-                counts.updated += 1
-            else:
-                counts.unchanged += 1
+        # Pages of one batch never share an id (_page_fits), so one look-up serves them all.
+        uniques = [list({r.id: r for r in reversed(page.records)}.values()) for page in pages]
+        ids = [r.id for unique in uniques for r in unique]
+        if not ids:
+            return
+        known = {row.id: row for row in await conn.execute(self._known_files_stmt, {"ids": ids})}
         to_row = self._driver_row
         order = self._files_upsert_order
         now_value = to_row.stamp(now)
-        await conn.exec_driver_sql(
-            self._files_upsert_sql,
-            [to_row(r, customer_ref, now_value, order) for r in unique],
-        )
+        rows = []
+        for page, unique, page_counts in zip(pages, uniques, counts, strict=True):
+            for record in unique:
+                before = known.get(record.id)
+                if before is None:
+                    page_counts.inserted += 1
+                elif before.raw != record.raw or before.deleted_at is not None:
+                    page_counts.updated += 1
+                else:
+                    page_counts.unchanged += 1
+                rows.append(to_row(record, page.customer.ref, now_value, order))
+        await conn.exec_driver_sql(self._files_upsert_sql, rows)
 
     async def _set_aside(
         self,
@@ -321,16 +370,36 @@ class MirrorStore:
             }
         await conn.execute(self._set_aside_stmt, list(rows.values()))
 
-    async def _write_state(
-        self, conn: AsyncConnection, customer_ref: int, values: dict[str, Any]
+    async def _write_states(
+        self, conn: AsyncConnection, pages: Sequence[_PageWrite], now: datetime
     ) -> None:
-        table = CustomerSyncState.__table__
-        stmt = self._insert(table).values(
-            {"consecutive_failures": 0, **values, "customer_ref": customer_ref}
-        )
-        await conn.execute(
-            stmt.on_conflict_do_update(index_elements=[table.c.customer_ref], set_=values)
-        )
+        """Every page's cursor and outcome; one statement per shape of row (done or not)."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for page in pages:
+            values: dict[str, Any] = _cursor_values(page.cursor) | {"last_attempt_at": now}
+            if page.completed:
+                values |= {
+                    "last_success_at": now,
+                    "last_error": None,
+                    "last_error_at": None,
+                    "consecutive_failures": 0,
+                }
+            row = {"consecutive_failures": 0, **values, "customer_ref": page.customer.ref}
+            groups.setdefault(tuple(values), []).append(row)
+        for refreshed, rows in groups.items():
+            await conn.execute(self._state_upsert(refreshed), rows)
+
+    def _state_upsert(self, refreshed: tuple[str, ...]) -> Any:
+        stmt = self._state_stmts.get(refreshed)
+        if stmt is None:
+            table = CustomerSyncState.__table__
+            insert = self._insert(table)
+            stmt = insert.on_conflict_do_update(
+                index_elements=[table.c.customer_ref],
+                set_={name: insert.excluded[name] for name in refreshed},
+            )
+            self._state_stmts[refreshed] = stmt
+        return stmt
 
     # -- runs ------------------------------------------------------------------------------
 
