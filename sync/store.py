@@ -18,8 +18,8 @@ from sqlalchemy import Select, bindparam, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sync.batching import Batcher
 from sync.customers_file import CustomerRow, LineProblem
-from sync.group_commit import GroupCommit
 from sync.models import (
     Customer,
     CustomerFile,
@@ -96,6 +96,7 @@ class _PageWrite:
 # the id look-up well under the databases' bound-parameter limits.
 _BATCH_PAGES = 64
 _BATCH_RECORDS = 2_000
+_BATCH_CURSORS = 500
 
 
 def _page_fits(batch: Sequence[_PageWrite], page: _PageWrite) -> bool:
@@ -147,8 +148,9 @@ class MirrorStore:
         self._files_upsert_order = tuple(compiled.positiontup)
         self._driver_row = _sqlite_row if engine.dialect.name == "sqlite" else _postgres_row
         self._state_stmts: dict[tuple[str, ...], Any] = {}
-        self._pages: GroupCommit[_PageWrite, PageCounts] = GroupCommit(
-            self._write_pages, _page_fits
+        self._pages: Batcher[_PageWrite, PageCounts] = Batcher(self._write_pages, _page_fits)
+        self._cursors: Batcher[int, CustomerCursor] = Batcher(
+            self._load_cursors, lambda batch, _ref: len(batch) < _BATCH_CURSORS
         )
         rejected = RejectedRecordRow.__table__
         set_aside = insert(rejected)
@@ -235,15 +237,21 @@ class MirrorStore:
     # -- sync state ------------------------------------------------------------------------
 
     async def load_cursor(self, customer_ref: int) -> CustomerCursor:
+        """The customer's cursor (read together with other workers' at the same moment)."""
+        return await self._cursors.submit(customer_ref)
+
+    async def _load_cursors(self, refs: Sequence[int]) -> list[CustomerCursor]:
+        table = CustomerSyncState.__table__
+        query = select(table.c.customer_ref, *(table.c[name] for name in _CURSOR_COLUMNS))
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(CustomerSyncState).where(CustomerSyncState.customer_ref == customer_ref)
+            rows = await conn.execute(query.where(table.c.customer_ref.in_(set(refs))))
+            found = {
+                row.customer_ref: CustomerCursor(
+                    **{name: getattr(row, name) for name in _CURSOR_COLUMNS}
                 )
-            ).first()
-        if row is None:
-            return CustomerCursor()
-        return CustomerCursor(**{name: getattr(row, name) for name in _CURSOR_COLUMNS})
+                for row in rows
+            }
+        return [found.get(ref) or CustomerCursor() for ref in refs]
 
     async def save_page(
         self,
@@ -260,7 +268,7 @@ class MirrorStore:
         """One page in one transaction: its rows, its rejected items and the new cursor.
 
         Pages that other workers hand in at the same moment share that transaction (group
-        commit, sync/group_commit.py): each page still lands whole with its cursor or not at
+        commit, sync/batching.py): each page still lands whole with its cursor or not at
         all, and a page that fails is written again on its own so it fails alone.
         """
         page = _PageWrite(customer, records, rejected, cursor, run_id, completed, vanished, fence)

@@ -1,4 +1,4 @@
-"""GroupCommit: concurrent submissions share batches, each gets its own result, a failing item
+"""Batcher: concurrent submissions share batches, each gets its own result, a failing item
 costs only itself, and a cancelled writer hands its batch on."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from sync.group_commit import GroupCommit
+from sync.batching import Batcher
 
 
 class Recorder:
@@ -31,7 +31,7 @@ def _up_to(limit: int):  # type: ignore[no-untyped-def]
 
 async def test_concurrent_items_share_batches_and_get_their_own_results() -> None:
     recorder = Recorder()
-    group = GroupCommit(recorder.write, _up_to(100))
+    group = Batcher(recorder.write, _up_to(100))
     results = await asyncio.gather(*(group.submit(i) for i in range(20)))
     assert results == [i * 10 for i in range(20)]
     assert sorted(i for batch in recorder.batches for i in batch) == list(range(20))
@@ -41,7 +41,7 @@ async def test_concurrent_items_share_batches_and_get_their_own_results() -> Non
 
 async def test_fits_bounds_a_batch_and_order_is_kept() -> None:
     recorder = Recorder()
-    group = GroupCommit(recorder.write, _up_to(3))
+    group = Batcher(recorder.write, _up_to(3))
     await asyncio.gather(*(group.submit(i) for i in range(10)))
     assert all(len(batch) <= 3 for batch in recorder.batches)
     assert [i for batch in recorder.batches for i in batch] == list(range(10))
@@ -49,7 +49,7 @@ async def test_fits_bounds_a_batch_and_order_is_kept() -> None:
 
 async def test_a_failing_item_fails_alone() -> None:
     recorder = Recorder(poison=frozenset({5}))
-    group = GroupCommit(recorder.write, _up_to(100))
+    group = Batcher(recorder.write, _up_to(100))
     outcomes = await asyncio.gather(*(group.submit(i) for i in range(10)), return_exceptions=True)
     assert isinstance(outcomes[5], ValueError)
     assert [o for i, o in enumerate(outcomes) if i != 5] == [i * 10 for i in range(10) if i != 5]
@@ -57,7 +57,7 @@ async def test_a_failing_item_fails_alone() -> None:
 
 async def test_a_cancelled_writer_hands_over_and_its_own_item_is_dropped() -> None:
     recorder = Recorder(delay=0.05)
-    group = GroupCommit(recorder.write, _up_to(100))
+    group = Batcher(recorder.write, _up_to(100))
     writer = asyncio.create_task(group.submit(0))
     await asyncio.sleep(0.01)  # 0 is being written
     followers = [asyncio.create_task(group.submit(i)) for i in (1, 2, 3)]
@@ -71,7 +71,7 @@ async def test_a_cancelled_writer_hands_over_and_its_own_item_is_dropped() -> No
 
 async def test_a_cancelled_waiter_is_not_written() -> None:
     recorder = Recorder(delay=0.05)
-    group = GroupCommit(recorder.write, _up_to(1))
+    group = Batcher(recorder.write, _up_to(1))
     first = asyncio.create_task(group.submit(0))
     await asyncio.sleep(0.01)
     second = asyncio.create_task(group.submit(1))

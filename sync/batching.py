@@ -1,4 +1,7 @@
-"""Group commit: many concurrent callers, one database transaction for all that is waiting.
+"""Batching concurrent calls: many callers, one database round trip for all that is waiting.
+
+The store uses it for group commit (pages of many workers in one transaction) and for reading
+many customers' cursors with one query.
 
 Each caller submits one item and waits for its own result. Whoever finds no writer at work
 becomes the writer and hands everything queued so far (in arrival order, as far as ``fits``
@@ -30,7 +33,7 @@ class _Entry(Generic[T, R]):
         self.result: asyncio.Future[R] = asyncio.get_running_loop().create_future()
 
 
-class GroupCommit(Generic[T, R]):
+class Batcher(Generic[T, R]):
     def __init__(
         self,
         write_batch: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
