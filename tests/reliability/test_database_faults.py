@@ -129,10 +129,11 @@ def test_database_unreachable_mid_pass_through_the_cli(
     with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
         proxied = str(target.set(port=proxy.port))
         cli = cli_for(tmp_path, proxied)
+        # About 200 pages at 150/s: the pass lasts well over a second, so the cut lands in it.
         cli.env |= {
             "TANMA_BASE_URL": sim.base_url,
             "SYNC_PAGE_SIZE": "5",
-            "SYNC_RATE_LIMIT": "300",
+            "SYNC_RATE_LIMIT": "150",
             "SYNC_LOG_LEVEL": "info",
         }
         (tmp_path / "customers.csv").write_text(dataset.customers_csv(), "utf-8")
@@ -140,9 +141,12 @@ def test_database_unreachable_mid_pass_through_the_cli(
 
         process = cli.start("backfill")
         assert process.stderr is not None
-        first = process.stderr.readline()
-        assert '"pass_started"' in first, first
-        time.sleep(0.5)
+        first = ""
+        while '"pass_started"' not in first:
+            line = process.stderr.readline()
+            assert line, f"the backfill ended before its pass started: {first}"
+            first += line
+        time.sleep(0.2)
         proxy.cut()
         time.sleep(1.0)
         proxy.restore()
@@ -176,7 +180,8 @@ async def test_sqlite_held_by_another_writer_waits_then_completes(
     path = make_url(sqlite_url).database
     try:
         await import_customers(store, dataset)
-        settings = make_settings(sim.base_url, sqlite_url, sync_page_size=5, sync_rate_limit=200)
+        # About 100 pages at 100/s: the pass is still running when the other writer takes over.
+        settings = make_settings(sim.base_url, sqlite_url, sync_page_size=5, sync_rate_limit=100)
         held = threading.Event()
         hold_s = 2.0
 
