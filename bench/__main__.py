@@ -102,6 +102,13 @@ def main(argv: list[str]) -> int:
         else:
             for backend in backends:
                 rows += sections.against_dlt(sizes, backend, log)
+            rows += sections.against_dlt(
+                sizes,
+                "sqlite",
+                log,
+                latency_ms=sizes.latency_ms,
+                customers=sizes.dlt_latency_customers,
+            )
     elapsed = time.perf_counter() - started
     notes.append(
         f"- Sizes: {sizes}; medians of {sizes.reps} run(s), tool and baselines interleaved "

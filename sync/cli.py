@@ -98,7 +98,9 @@ def db_upgrade() -> None:
     """Apply pending migrations (creates the tables on a new database)."""
 
     async def body(settings: Settings) -> int:
-        engine = db.create_engine(settings.sync_database_url)
+        engine = db.create_engine(
+            settings.sync_database_url, sqlite_busy_timeout=settings.sync_sqlite_busy_timeout
+        )
         try:
             before, after = await db.upgrade(engine)
         finally:
@@ -353,7 +355,8 @@ def report(
         str | None,
         typer.Option(
             "--format",
-            help="table, csv or json (default: table in a terminal, csv otherwise).",
+            help="table, csv, json, or excel (CSV with a UTF-8 byte-order mark, for "
+            "double-clicking in Excel); default: table in a terminal, csv otherwise.",
             show_default=False,
         ),
     ] = None,
@@ -378,7 +381,8 @@ def report(
         elif fmt is reports.OutputFormat.JSON:
             _write_stdout(reports.to_json(chosen, rows))
         else:
-            _write_stdout(reports.to_csv(chosen, rows))
+            for_excel = fmt is reports.OutputFormat.EXCEL
+            _write_stdout(reports.to_csv(chosen, rows, for_excel=for_excel))
         return EXIT_OK
 
     _execute(body)

@@ -31,10 +31,9 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from sync.client import TanmaClient
-from sync.db import describe_db_error
+from sync.db import DATABASE_ERRORS, describe_db_error
 from sync.engine import Assignment, CustomerOutcome, RunReport, SyncEngine
 from sync.errors import ConfigError, CredentialsRejected, FatalError
 from sync.fleet import Claim, FleetStore
@@ -65,6 +64,10 @@ _LEASE_SAFETY_S = 5.0
 _CLEANUP_SHARE = 0.25
 
 
+class _SweepCutShort(Exception):
+    """Claiming failed part-way through a sweep (the database): the message says why."""
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -83,6 +86,8 @@ class LeaseFeed:
         self._deadlines: dict[int, float] = {}
         self._lock = asyncio.Lock()
         self._exhausted = False
+        # Why claiming stopped early (the database failed), for the sweep to report.
+        self.database_error: str | None = None
 
     async def prime(self) -> bool:
         """Claim the first batch; False when nothing is due (the sweep is skipped)."""
@@ -95,9 +100,16 @@ class LeaseFeed:
             return
         claimed_at = d.loop_time()
         batch = d.settings.sync_concurrency * _CLAIM_BATCH_PER_WORKER
-        claims = await d.fleet.claim_due(
-            d.worker_id, batch, d.settings.sync_lease_ttl, due_by=self._due_by
-        )
+        try:
+            claims = await d.fleet.claim_due(
+                d.worker_id, batch, d.settings.sync_lease_ttl, due_by=self._due_by
+            )
+        except DATABASE_ERRORS as exc:
+            # Raised inside a worker this would end the pass as an internal error; instead the
+            # customers already held are finished and the rest wait for the next sweep.
+            self._exhausted = True
+            self.database_error = describe_db_error(exc)
+            return
         if not claims:
             self._exhausted = True
         for claim in claims:
@@ -157,8 +169,9 @@ class LeaseFeed:
                 found_new=found_new,
                 full_done=assignment.mode is PassMode.FULL,
             )
-        except SQLAlchemyError as exc:
-            # The lease runs out by itself; the customer is then due for whoever claims it.
+        except DATABASE_ERRORS as exc:
+            # The lease is handed back with the others when the sweep ends (or runs out by
+            # itself); the customer is then due for whoever claims it.
             log.warning(
                 "schedule_not_updated",
                 customer=assignment.customer.label,
@@ -379,9 +392,10 @@ class Daemon:
             await asyncio.wait_for(
                 self.fleet.deregister_worker(self.worker_id), budget * _CLEANUP_SHARE
             )
-        except (SQLAlchemyError, TimeoutError) as exc:
-            detail = describe_db_error(exc) if isinstance(exc, SQLAlchemyError) else "timed out"
-            log.warning("leases_not_released", error=detail)
+        except TimeoutError:
+            log.warning("leases_not_released", error="timed out")
+        except DATABASE_ERRORS as exc:
+            log.warning("leases_not_released", error=describe_db_error(exc))
         if self.listener is not None:
             await self.listener.stop()
         log.info("daemon_stopped", worker_id=self.worker_id)
@@ -415,6 +429,8 @@ class Daemon:
                 mode = PassMode.FULL if full else PassMode.INCREMENTAL
                 report = await self.engine.run_pass(mode, feed, worker_id=self.worker_id)
                 self._pass_done(report, started)
+            if feed.database_error is not None:
+                raise _SweepCutShort(feed.database_error)
             self.state.last_ok_pass_at = self.loop_time()
             self.state.last_ok_pass_wall = utc_now()
             self.metrics.last_ok_pass.set(self.state.last_ok_pass_wall.timestamp())
@@ -427,7 +443,12 @@ class Daemon:
         except FatalError as exc:
             self.metrics.passes.labels("failed").inc()
             log.error("pass_failed", reason=str(exc))
-        except SQLAlchemyError as exc:
+        except _SweepCutShort as exc:
+            # Any pass that ran is recorded; the sweep is no success, since due customers were
+            # left unclaimed (the next sweep takes them).
+            self.state.database_error = str(exc)
+            log.error("sweep_incomplete", reason=f"database: {exc}")
+        except DATABASE_ERRORS as exc:
             self.state.database_error = describe_db_error(exc)
             self.metrics.passes.labels("failed").inc()
             log.error("pass_failed", reason=f"database: {self.state.database_error}")
@@ -451,7 +472,8 @@ class Daemon:
         # cancelled) may have claimed customers it never started.
         try:
             released = await self.fleet.release_all(self.worker_id)
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
+            # The heartbeat keeps these leases alive, but the next sweep's end hands them back.
             log.warning("leases_not_released", error=describe_db_error(exc))
             return
         if released:
@@ -462,7 +484,7 @@ class Daemon:
         at = self.loop_time()
         try:
             live = await self.fleet.heartbeat(self.worker_id, s.sync_lease_ttl)
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             self.state.database_error = describe_db_error(exc)
             log.warning("heartbeat_failed", error=self.state.database_error)
             return 0
@@ -479,7 +501,7 @@ class Daemon:
     async def _refresh_stalest(self) -> None:
         try:
             stalest = await self.fleet.stalest()
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             self.state.database_error = describe_db_error(exc)
             return
         if stalest is not None:
@@ -492,10 +514,10 @@ class Daemon:
         try:
             await asyncio.wait_for(self.fleet.ping(), 5.0)
             database_error = None
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            database_error = (
-                describe_db_error(exc) if isinstance(exc, SQLAlchemyError) else "no answer in 5s"
-            )
+        except TimeoutError:
+            database_error = "no answer in 5s"
+        except DATABASE_ERRORS as exc:
+            database_error = describe_db_error(exc)
         age = None
         if self.state.stalest_since is not None:
             age = max(0.0, (utc_now() - self.state.stalest_since).total_seconds())

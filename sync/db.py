@@ -52,14 +52,16 @@ def async_url(url: str) -> URL:
     return parsed
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> AsyncEngine:
+    """An engine for ``url``; ``sqlite_busy_timeout`` is how long a SQLite write waits for
+    another process's lock before failing with "database is locked"."""
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
-        return _sqlite_engine(target)
+        return _sqlite_engine(target, round(sqlite_busy_timeout * 1000))
     return create_async_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     # One connection: SQLite has a single writer anyway, and queueing in the pool is cheaper and
@@ -74,7 +76,7 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         for pragma in (
             "PRAGMA journal_mode=WAL",  # analysts can read while a sync writes
             "PRAGMA synchronous=NORMAL",  # durable across process crashes in WAL mode
-            "PRAGMA busy_timeout=30000",  # another process writing: wait, don't fail
+            f"PRAGMA busy_timeout={busy_timeout_ms}",  # another process writing: wait a while
             "PRAGMA foreign_keys=ON",
         ):
             cursor.execute(pragma)

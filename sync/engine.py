@@ -171,6 +171,9 @@ class SyncEngine:
         self._client = client
         self._progress = progress or _NoProgress()
         self._db_failures_in_a_row = 0
+        # Ends of runs the database refused to record; written before the next run starts, so
+        # a long-lived daemon does not leave its own runs `running` after an outage.
+        self._unrecorded: list[tuple[int, str, dict[str, int], str | None]] = []
 
     async def run_pass(
         self,
@@ -186,6 +189,14 @@ class SyncEngine:
         started = asyncio.get_running_loop().time()
         feed = ListFeed(customers, mode) if isinstance(customers, Sequence) else customers
         known_total = len(customers) if isinstance(customers, Sequence) else None
+        # Here rather than in `status`: `status` only reads (a read-only role can run it, and
+        # it never waits on a pass's write lock), while every pass writes anyway.
+        while self._unrecorded:
+            await self._store.finish_run(*self._unrecorded[0])
+            self._unrecorded.pop(0)
+        abandoned = await self._store.close_abandoned_runs(self._settings.sync_lease_ttl)
+        if abandoned:
+            log.warning("runs_abandoned", run_ids=sorted(abandoned))
         run_id = await self._store.start_run(mode.value, known_total or 0, worker_id=worker_id)
         totals = RunTotals()
         failures: list[str] = []
@@ -249,13 +260,11 @@ class SyncEngine:
     async def _finish(
         self, run_id: int, status: str, totals: RunTotals, summary: str | None, customers: int
     ) -> None:
+        end = (run_id, status, asdict(totals) | {"customers_total": customers}, summary)
         try:
-            await _complete_even_if_cancelled(
-                self._store.finish_run(
-                    run_id, status, asdict(totals) | {"customers_total": customers}, summary
-                )
-            )
+            await _complete_even_if_cancelled(self._store.finish_run(*end))
         except DATABASE_ERRORS as exc:
+            self._unrecorded.append(end)
             log.error("run_not_recorded", run_id=run_id, error=describe_db_error(exc))
 
     async def _sync_customer(

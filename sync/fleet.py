@@ -67,12 +67,6 @@ class FleetStore:
             return func.now() + timedelta(seconds=plus_s) if plus_s else func.now()
         return utc_now() + timedelta(seconds=plus_s)
 
-    async def database_now(self) -> datetime:
-        if not self._postgres:
-            return utc_now()
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(func.now()))).scalar_one()
-
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(select(1))

@@ -150,7 +150,8 @@ class SyncRun(Base):
 
     id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
     mode: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))  # running | ok | partial | failed
+    # running | ok | partial | failed | interrupted | abandoned (owner died while running)
+    status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     customers_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -167,6 +168,10 @@ class SyncRun(Base):
     error_summary: Mapped[str | None] = mapped_column(Text)
     # The daemon that ran this pass (SYNC_WORKER_ID); NULL for a pass run from the command line.
     worker_id: Mapped[str | None] = mapped_column(String(128))
+    # The process that ran it (migration 0004), so a later run can tell a dead owner's row.
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process_space: Mapped[str | None] = mapped_column(String(64))
 
 
 class RejectedRecordRow(Base):

@@ -282,6 +282,9 @@ REPORT_NAMES = tuple(r.name for r in REPORTS)
 class OutputFormat(Enum):
     TABLE = "table"
     CSV = "csv"
+    # Excel takes a CSV without a byte-order mark for the ANSI code page and garbles Chinese
+    # names; with one (and CRLF line ends) it opens the file as UTF-8 by double-click.
+    EXCEL = "excel"
     JSON = "json"
 
 
@@ -395,10 +398,13 @@ def human_seconds(seconds: int) -> str:
     return f"{secs}s"
 
 
-def to_csv(report: Report, rows: Sequence[Row]) -> str:
-    """A header line of column names, then one line per row; NULL is an empty field."""
+def to_csv(report: Report, rows: Sequence[Row], *, for_excel: bool = False) -> str:
+    """A header line of column names, then one line per row; NULL is an empty field. For
+    Excel: a UTF-8 byte-order mark first and CRLF line ends."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    if for_excel:
+        buffer.write("\ufeff")
+    writer = csv.writer(buffer, lineterminator="\r\n" if for_excel else "\n")
     writer.writerow([f.name for f in report.fields])
     for row in rows:
         writer.writerow(

@@ -18,7 +18,9 @@ from sync.store import CustomerKey, MirrorStore
 
 @asynccontextmanager
 async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[MirrorStore]:
-    engine = db.create_engine(settings.sync_database_url)
+    engine = db.create_engine(
+        settings.sync_database_url, sqlite_busy_timeout=settings.sync_sqlite_busy_timeout
+    )
     try:
         if migrate:
             await db.upgrade(engine)

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     tanma_id_units_per_second: int = Field(default=2_048_000, gt=0)
 
     sync_database_url: str = "sqlite:///tanma_mirror.db"
+    sync_sqlite_busy_timeout: Duration = Field(default=30.0, le=86_400)
     sync_page_size: int = Field(default=100, ge=1, le=10_000)
     sync_concurrency: int = Field(default=4, ge=1, le=256)
     sync_rate_limit: float = Field(default=10.0, gt=0, allow_inf_nan=False)

@@ -26,7 +26,16 @@ from sync.models import (
     CustomerSyncState,
     RejectedRecordRow,
     SyncRun,
+    SyncWorker,
     utc_now,
+)
+from sync.owners import (
+    ABANDONED,
+    Owner,
+    RunOwnerFacts,
+    abandoned_reason,
+    current_owner,
+    pid_exists,
 )
 from sync.pager import CustomerCursor, VanishedCheck
 from sync.records import FileRecord, RejectedRecord, is_ascii_digits
@@ -126,6 +135,7 @@ class MirrorStore:
         self.engine = engine
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._insert = insert
+        self._postgres = engine.dialect.name == "postgresql"
         # The per-page statements never change: build them once, not on every page.
         files = CustomerFile.__table__
         self._known_files_stmt = select(files.c.id, files.c.raw, files.c.deleted_at).where(
@@ -412,8 +422,14 @@ class MirrorStore:
     # -- runs ------------------------------------------------------------------------------
 
     async def start_run(
-        self, mode: str, customers_total: int, *, worker_id: str | None = None
+        self,
+        mode: str,
+        customers_total: int,
+        *,
+        worker_id: str | None = None,
+        owner: Owner | None = None,
     ) -> int:
+        owner = owner or current_owner()
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 SyncRun.__table__.insert()
@@ -423,6 +439,9 @@ class MirrorStore:
                     started_at=utc_now(),
                     customers_total=customers_total,
                     worker_id=worker_id,
+                    hostname=owner.hostname,
+                    pid=owner.pid,
+                    process_space=owner.space,
                     **dict.fromkeys(_RUN_COUNTERS, 0),
                 )
                 .returning(SyncRun.id)
@@ -438,6 +457,52 @@ class MirrorStore:
                 .where(SyncRun.id == run_id)
                 .values(status=status, finished_at=utc_now(), error_summary=summary, **totals)
             )
+
+    async def close_abandoned_runs(
+        self,
+        lease_ttl: float,
+        *,
+        me: Owner | None = None,
+        alive: Callable[[int], bool] = pid_exists,
+    ) -> dict[int, str]:
+        """Mark ``abandoned`` the runs still ``running`` whose owner is provably gone (see
+        sync/owners.py); returns their ids with the reason recorded."""
+        me = me or current_owner()
+        query = (
+            select(
+                SyncRun.id,
+                SyncRun.hostname,
+                SyncRun.pid,
+                SyncRun.process_space,
+                SyncRun.worker_id,
+                SyncWorker.heartbeat_at,
+            )
+            .outerjoin(SyncWorker, SyncWorker.worker_id == SyncRun.worker_id)
+            .where(SyncRun.status == "running")
+        )
+        # Read first, write only when there is something to close: on SQLite a write
+        # transaction takes the file's lock, which every pass would otherwise queue on.
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return {}
+            # Heartbeats are written with PostgreSQL's clock there, so compare with it.
+            now = await conn.scalar(select(func.now())) if self._postgres else utc_now()
+        closed = {
+            row.id: reason
+            for row in rows
+            if (reason := abandoned_reason(RunOwnerFacts(*row), me, now, lease_ttl, alive))
+        }
+        if closed:
+            async with self.engine.begin() as conn:
+                for run_id, reason in closed.items():
+                    # Only if still running: the owner may have finished it meanwhile.
+                    await conn.execute(
+                        update(SyncRun)
+                        .where(SyncRun.id == run_id, SyncRun.status == "running")
+                        .values(status=ABANDONED, finished_at=utc_now(), error_summary=reason)
+                    )
+        return closed
 
     # -- reading the mirror (status, demo, tests) -----------------------------------------
 

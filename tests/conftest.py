@@ -12,7 +12,8 @@ import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,7 +21,9 @@ from sqlalchemy.engine import make_url
 
 from sync import db
 from sync.logs import configure_logging
+from sync.sim import SimThread
 from sync.store import MirrorStore
+from tests.cli_support import Cli, cli_for, sim_threads
 
 PG_ADMIN_URL = os.environ.get("TANMA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("TANMA_REQUIRE_POSTGRES", "") not in ("", "0", "false")
@@ -109,6 +112,19 @@ async def store(database_url: str) -> AsyncIterator[MirrorStore]:
     await db.upgrade(engine)
     yield MirrorStore(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+def sim_factory() -> Iterator[Callable[..., SimThread]]:
+    """``start(dataset, **config)`` serves a simulator on loopback until the test ends."""
+    with sim_threads() as start:
+        yield start
+
+
+@pytest.fixture
+def cli(tmp_path: Path, database_url: str) -> Cli:
+    """A CLI bound to a fresh database; point it at a simulator with ``cli.env[...] = url``."""
+    return cli_for(tmp_path, database_url)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -144,7 +144,10 @@ def test_every_report_through_the_cli(synced: Cli, database_url: str) -> None:
         ),
         (("files_per_day", "--since", "2024-02-30"), "--since '2024-02-30' is not a date"),
         (("sync_health", "--since", "2024-03-01"), "report sync_health does not take --since"),
-        (("files_per_day", "--format", "xlsx"), "--format 'xlsx': choose one of table, csv, json"),
+        (
+            ("files_per_day", "--format", "xlsx"),
+            "--format 'xlsx': choose one of table, csv, excel, json",
+        ),
     ],
 )
 def test_usage_mistakes_are_one_line_and_exit_2(

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sync.sim import SimThread
-from tests.cli_support import Cli, cli_for, sim_threads
 from tests.reliability.figures import Figures
 
 _SEED_ENV = "TANMA_RELIABILITY_SEED"
@@ -144,14 +141,3 @@ def case_name(request: pytest.FixtureRequest) -> str:
 def rng(case_name: str) -> random.Random:
     """This test's own stream from the run's seed, so adding a test changes no other test."""
     return random.Random(f"{SEED}:{case_name}")
-
-
-@pytest.fixture
-def sim_factory() -> Iterator[Callable[..., SimThread]]:
-    with sim_threads() as start:
-        yield start
-
-
-@pytest.fixture
-def cli(tmp_path: Path, database_url: str) -> Cli:
-    return cli_for(tmp_path, database_url)

@@ -55,6 +55,23 @@ def _outcome(run: Figures, test: str) -> str:
     return "passed" if all(r == "passed" for r in results) else "/".join(sorted(set(results)))
 
 
+def _daemon_outage(run: Figures) -> str:
+    values = run["tests"].get("test_database_outage_while_the_lease_feed_works", {})
+    if "daemon_warnings" not in values:
+        return _outcome(run, "test_database_outage_while_the_lease_feed_works")
+    return (
+        f"{values['daemon_warnings']} warning/error lines ({values['daemon_warning_events']}); "
+        + _outcome(run, "test_database_outage_while_the_lease_feed_works")
+    )
+
+
+def _lock_timeout(run: Figures) -> str:
+    values = run["tests"].get("test_sqlite_held_past_the_busy_timeout_is_a_clear_error", {})
+    if "waited_s" not in values:
+        return ""
+    return f" (gave up after {values['waited_s']} s, timeout {values['sqlite_busy_timeout_s']} s)"
+
+
 # (guarantee, test module::name, what the last run measured)
 Row = tuple[str, str, Callable[[Figures], str]]
 
@@ -63,7 +80,8 @@ ROWS: list[Row] = [
         "A SIGKILL at any instant loses and duplicates nothing: after every kill each mirrored "
         "row is a true upstream record, once, and no record lies unmirrored deeper than the "
         "lookback below a high-water mark; one uninterrupted `run` then leaves the mirror exact "
-        "and every customer settled (no open pass, mark = newest record, no error)",
+        "and every customer settled (no open pass, mark = newest record, no error), and no "
+        "run is left `running`: each killed process's run is closed as `abandoned`",
         "test_crash_kills.py::test_sigkill_at_random_instants_loses_and_duplicates_nothing",
         lambda r: (
             f"kills landed {_total(r, 'kills_landed')} ("
@@ -73,7 +91,8 @@ ROWS: list[Row] = [
             + f"), {_total(r, 'kills_mid_pass')} of them mid-pass; by command: "
             f"{_kinds(r, 'kills_by_command')}; rows checked {_total(r, 'kill_rows_checked')}, "
             f"lost {_total(r, 'rows_lost')}, duplicated {_total(r, 'rows_duplicated')}, "
-            f"wrong {_total(r, 'rows_wrong')}"
+            f"wrong {_total(r, 'rows_wrong')}; runs closed as abandoned "
+            f"{_total(r, 'runs_abandoned')}, left running {_total(r, 'runs_left_running')}"
         ),
     ),
     (
@@ -133,12 +152,22 @@ ROWS: list[Row] = [
         ),
     ),
     (
+        "The daemon's database unreachable for a second, again and again, while its lease feed "
+        "claims, finishes and hands back customers (PostgreSQL, proxy cut and restored): one "
+        "line per event, no trace, no crash; the next sweep completes; no lease left held and "
+        "no run left `running` when it stops",
+        "test_daemon_database_outage.py",
+        lambda r: f"outages {_total(r, 'daemon_db_outages')}; " + _daemon_outage(r),
+    ),
+    (
         "SQLite held by another writer (BEGIN EXCLUSIVE): the pass waits and completes; past "
-        "the 30 s busy timeout, one line saying the database is locked",
-        "test_database_faults.py (two SQLite tests; the second in soaks only)",
+        "SYNC_SQLITE_BUSY_TIMEOUT (2 s in CI, the default 30 s in soaks), one line saying the "
+        "database is locked",
+        "test_database_faults.py (two SQLite tests)",
         lambda r: (
             f"waited out {_total(r, 'sqlite_lock_waits')} lock(s); timeout case: "
             + _outcome(r, "test_sqlite_held_past_the_busy_timeout_is_a_clear_error")
+            + _lock_timeout(r)
         ),
     ),
     (

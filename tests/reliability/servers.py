@@ -3,33 +3,32 @@ on its own thread (optionally over TLS), and certificates made with the openssl 
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import ssl
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
 
+from tests.reliability.loop_thread import LoopThread
 
-class AppThread:
+
+class AppThread(LoopThread):
     """``with AppThread(app, ssl_context=...) as server:`` serves ``app`` on 127.0.0.1 until exit;
     ``server.base_url`` is http:// or https:// accordingly."""
 
     def __init__(self, app: web.Application, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__("app")
         self._app = app
         self._ssl = ssl_context
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="app", daemon=True)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
     def __enter__(self) -> AppThread:
-        self._thread.start()
-        self.base_url = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+        self._start_loop()
+        self.base_url = self._call(self._start())
         return self
 
     def __exit__(
@@ -39,10 +38,8 @@ class AppThread:
         tb: TracebackType | None,
     ) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
-        self._loop.close()
+            self._call(self._runner.cleanup())
+        self._stop_loop()
 
     async def _start(self) -> str:
         self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0)

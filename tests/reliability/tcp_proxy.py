@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 from types import TracebackType
 
+from tests.reliability.loop_thread import LoopThread
 
-class TcpProxy:
+
+class TcpProxy(LoopThread):
     """``with TcpProxy(host, port) as proxy:`` forwards 127.0.0.1:``proxy.port`` to the target.
 
     ``cut()`` stops listening and aborts every open connection, so the target is unreachable
@@ -19,11 +20,8 @@ class TcpProxy:
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__("tcp-proxy")
         self._target = (target_host, target_port)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tcp-proxy", daemon=True
-        )
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -31,8 +29,8 @@ class TcpProxy:
         self.cuts = 0
 
     def __enter__(self) -> TcpProxy:
-        self._thread.start()
-        self.port = self._call(self._listen(0))
+        self._start_loop()
+        self.port = self._call(self._listen(0), 10)
         return self
 
     def __exit__(
@@ -41,10 +39,8 @@ class TcpProxy:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._call(self._close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._call(self._close(), 10)
+        self._stop_loop()
 
     @property
     def url_host_port(self) -> str:
@@ -53,14 +49,11 @@ class TcpProxy:
     def cut(self) -> None:
         """Refuse new connections and abort the open ones."""
         self.cuts += 1
-        self._call(self._close())
+        self._call(self._close(), 10)
 
     def restore(self) -> None:
         """Listen again on the same port."""
-        self._call(self._listen(self.port))
-
-    def _call(self, coroutine):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+        self._call(self._listen(self.port), 10)
 
     async def _listen(self, port: int) -> int:
         self._server = await asyncio.start_server(

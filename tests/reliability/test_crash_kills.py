@@ -3,7 +3,8 @@ seeded random instants, over and over, while new and out-of-order records arrive
 
 After every kill the mirror must hold only true upstream records, once each, and no gap deeper
 than the lookback below any customer's high-water mark. After one final, uninterrupted `run`
-the mirror must equal the simulator's data exactly and every customer's state must be settled.
+the mirror must equal the simulator's data exactly, every customer's state must be settled, and
+no run may be left `running` (the killed ones are closed as `abandoned`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def test_sigkill_at_random_instants_loses_and_duplicates_nothing(
         rows_duplicated=tally.duplicated,
         rows_wrong=tally.wrong,
         runs_left_running=sum(r.status == "running" for r in snapshot.runs),
+        runs_abandoned=sum(r.status == "abandoned" for r in snapshot.runs),
     )
     figures.add_kinds("kills_by_command", case_name, dict(commands))
     figures.note(case_name, seed=SEED)
@@ -114,3 +116,11 @@ def test_sigkill_at_random_instants_loses_and_duplicates_nothing(
     assert tally.expected > 0
     last = max(snapshot.runs, key=lambda r: r.id)
     assert last.status == "ok" and last.customers_failed == 0
+    # Every killed process's run was closed by a later one (regression: they stayed `running`).
+    left = [r.id for r in snapshot.runs if r.status == "running" or r.finished_at is None]
+    assert not left, f"{plan}: runs left running after the final run: {left}"
+    assert all(
+        r.error_summary and "ended without finishing" in r.error_summary
+        for r in snapshot.runs
+        if r.status == "abandoned"
+    )

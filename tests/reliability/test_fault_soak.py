@@ -39,6 +39,12 @@ FAULTS = {
     "reset": 0.06,
 }
 CAP = 3  # consecutive faults the server allows on one page before it serves it
+PAGE_SIZE = 5
+# The soak asserts that every kind was injected, so it must make enough requests for that not
+# to be luck: files per customer vary a lot, and one CI run (seed 351611802) drew a data set
+# so small that no code1000 came up. At 150 pages (some 220 draws) the rarest kind, at 4%,
+# goes undrawn with a chance of 0.96**220, about 1 in 8,000; the others far less.
+MIN_PAGES = 150
 
 # How the client names each fault it saw (TanmaClient.outcomes).
 CLIENT_SEES = {
@@ -48,6 +54,17 @@ CLIENT_SEES = {
     "stall": "timeout",
     "reset": "connection",
 }
+
+
+def _dataset_with_enough_pages(seed: int, scale: Scale) -> SimDataset:
+    """The seeded data set, grown by whole customers until a walk takes MIN_PAGES pages."""
+    customers = scale.fault_customers
+    while True:
+        dataset = SimDataset(seed=seed, customers=customers, mean_files=scale.fault_mean_files)
+        counts = [dataset.base_file_count(i) for i in range(customers)]
+        if sum(n // PAGE_SIZE + 1 for n in counts) >= MIN_PAGES:
+            return dataset
+        customers += 8
 
 
 async def test_all_faults_at_once_lose_nothing_and_stay_in_bounds(
@@ -60,11 +77,7 @@ async def test_all_faults_at_once_lose_nothing_and_stay_in_bounds(
     case_name: str,
 ) -> None:
     assert set(FAULTS) == set(FAULT_KINDS), "the soak must inject every kind the simulator has"
-    dataset = SimDataset(
-        seed=rng.randrange(10**6),
-        customers=scale.fault_customers,
-        mean_files=scale.fault_mean_files,
-    )
+    dataset = _dataset_with_enough_pages(rng.randrange(10**6), scale)
     sim = sim_factory(
         dataset,
         rate_limit=RATE,
@@ -78,7 +91,7 @@ async def test_all_faults_at_once_lose_nothing_and_stay_in_bounds(
     settings = make_settings(
         sim.base_url,
         database_url,
-        sync_page_size=5,
+        sync_page_size=PAGE_SIZE,
         sync_rate_limit=RATE,
         sync_max_attempts=5,
         tanma_request_timeout=CLIENT_TIMEOUT_S,

@@ -78,6 +78,7 @@ def test_since_refuses_anything_but_yyyy_mm_dd(text: str) -> None:
         ("json", True, OutputFormat.JSON),
         ("table", False, OutputFormat.TABLE),
         ("CSV", True, OutputFormat.CSV),
+        ("excel", False, OutputFormat.EXCEL),
     ],
 )
 def test_the_format_follows_the_terminal_unless_asked(
@@ -87,7 +88,8 @@ def test_the_format_follows_the_terminal_unless_asked(
 
 
 def test_an_unknown_format_names_the_choices() -> None:
-    with pytest.raises(ReportUsageError, match="--format 'xml': choose one of table, csv, json"):
+    choices = "table, csv, excel, json"
+    with pytest.raises(ReportUsageError, match=f"--format 'xml': choose one of {choices}"):
         reports.parse_format("xml", True)
 
 
@@ -261,6 +263,17 @@ def test_csv_has_a_header_and_round_trips() -> None:
     ]
     assert parsed[2] == ["8", "", "wm客户", "1", "30618", "", ""]
     assert reports.to_csv(report, []) == ",".join(f.name for f in report.fields) + "\n"
+
+
+def test_csv_for_excel_starts_with_a_bom_and_ends_lines_with_crlf() -> None:
+    report = by_name("files_per_customer")
+    text = reports.to_csv(report, PER_CUSTOMER_ROWS, for_excel=True)
+    assert text.startswith("\ufeff" + ",".join(f.name for f in report.fields) + "\r\n")
+    # What Excel (and Python's utf-8-sig) reads back is the same table as plain CSV.
+    encoded = text.encode("utf-8")
+    assert encoded.startswith(b"\xef\xbb\xbf")
+    again = list(csv.reader(io.StringIO(encoded.decode("utf-8-sig"), newline="")))
+    assert again == list(csv.reader(io.StringIO(reports.to_csv(report, PER_CUSTOMER_ROWS))))
 
 
 def test_json_is_an_array_of_objects_with_exact_numbers() -> None:

@@ -43,6 +43,7 @@ def test_defaults() -> None:
     assert s.tanma_ca_bundle is None
     assert s.tanma_id_units_per_second == 2_048_000
     assert s.sync_database_url == "sqlite:///tanma_mirror.db"
+    assert s.sync_sqlite_busy_timeout == 30.0
     assert s.sync_page_size == 100
     assert s.sync_concurrency == 4
     assert s.sync_rate_limit == 10.0
@@ -93,8 +94,10 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNC_BACKOFF_BASE", "500ms")
     monkeypatch.setenv("SYNC_STOP_ON_SHORT_PAGE", "false")
     monkeypatch.setenv("SYNC_RATE_LIMIT", "2.5")
+    monkeypatch.setenv("SYNC_SQLITE_BUSY_TIMEOUT", "2m")
     monkeypatch.setenv("TANMA_BASE_URL", "http://localhost:8080/")
     s = load_settings()
+    assert s.sync_sqlite_busy_timeout == 120.0
     assert s.tanma_app_id == "env-app"
     assert s.tanma_app_key.get_secret_value() == "env-key"
     assert s.tanma_send_app_key_header is True
@@ -205,6 +208,8 @@ MALFORMED = [
     ("SYNC_LOOKBACK", "10 minutes"),
     ("SYNC_LOOKBACK", "-5m"),
     ("SYNC_LOOKBACK", "inf"),
+    ("SYNC_SQLITE_BUSY_TIMEOUT", "soon"),
+    ("SYNC_SQLITE_BUSY_TIMEOUT", "-1s"),
     ("SYNC_MAX_ATTEMPTS", "0"),
     ("SYNC_MAX_ATTEMPTS", "101"),
     ("SYNC_BACKOFF_BASE", "x"),
@@ -240,6 +245,12 @@ def test_malformed_override_names_the_variable(name: str, value: str) -> None:
 )
 def test_malformed_typed_override(name: str, value: object) -> None:
     assert config_error(**{name.lower(): value}).startswith(f"setting {name}")
+
+
+def test_a_busy_timeout_above_a_day_is_refused() -> None:
+    # SQLite keeps the timeout in milliseconds in a C int; a day is far more than anyone needs.
+    text = config_error(sync_sqlite_busy_timeout="2d")
+    assert text.startswith("setting SYNC_SQLITE_BUSY_TIMEOUT")
 
 
 def test_several_errors_are_counted() -> None:

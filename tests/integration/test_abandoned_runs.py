@@ -1,0 +1,93 @@
+"""Runs whose owner died while they were `running` are closed as `abandoned` by the next pass,
+and only those (regression: a SIGKILLed pass stayed `running` for ever)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from sync.fleet import FleetStore
+from sync.models import SyncRun, SyncWorker, utc_now
+from sync.owners import ABANDONED_SUMMARY, Owner, current_owner
+from sync.pager import PassMode
+from sync.service import sync_pass
+from sync.sim import SimConfig, SimDataset, Simulator
+from sync.store import MirrorStore
+from tests.helpers import APP_ID, APP_KEY, make_settings
+
+TTL = 120.0
+
+
+def reaped_pid() -> int:
+    """The pid of a process that has come and gone."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+async def runs_by_id(store: MirrorStore) -> dict[int, SyncRun]:
+    async with store.engine.connect() as conn:
+        return {r.id: r for r in (await conn.execute(select(SyncRun))).all()}
+
+
+async def test_only_runs_whose_owner_is_provably_gone_are_closed(store: MirrorStore) -> None:
+    me = current_owner()
+    fleet = FleetStore(store.engine)
+    here_dead = await store.start_run(
+        "backfill", 3, owner=Owner(me.hostname, reaped_pid(), me.space)
+    )
+    here_alive = await store.start_run("incremental", 3, owner=me)
+    elsewhere = await store.start_run("incremental", 3, owner=Owner("other-host", 1, None))
+    # Daemons on another host: one heartbeating, one silent for longer than a lease, one gone.
+    for worker in ("fresh", "stale"):
+        await fleet.register_worker(worker, "other-host", 1)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(SyncWorker)
+            .where(SyncWorker.worker_id == "stale")
+            .values(heartbeat_at=utc_now() - timedelta(seconds=TTL + 60))
+        )
+    daemon_owner = Owner("other-host", 1, None)
+    fresh = await store.start_run("incremental", 0, worker_id="fresh", owner=daemon_owner)
+    stale = await store.start_run("incremental", 0, worker_id="stale", owner=daemon_owner)
+    gone = await store.start_run("incremental", 0, worker_id="gone", owner=daemon_owner)
+    finished = await store.start_run(
+        "backfill", 3, owner=Owner(me.hostname, reaped_pid(), me.space)
+    )
+    await store.finish_run(finished, "ok", {}, None)
+
+    closed = await store.close_abandoned_runs(TTL)
+
+    assert set(closed) == {here_dead, stale, gone}
+    runs = await runs_by_id(store)
+    for run_id in (here_dead, stale, gone):
+        run = runs[run_id]
+        assert run.status == "abandoned" and run.finished_at is not None
+        assert run.error_summary.startswith(ABANDONED_SUMMARY)
+    for run_id in (here_alive, elsewhere, fresh):
+        assert runs[run_id].status == "running" and runs[run_id].finished_at is None
+    assert runs[finished].status == "ok"
+    assert runs[here_alive].hostname == me.hostname and runs[here_alive].pid == me.pid
+    # Nothing left to prove: a second look changes nothing.
+    assert await store.close_abandoned_runs(TTL) == {}
+
+
+async def test_the_next_pass_closes_a_killed_pass(store: MirrorStore, database_url: str) -> None:
+    dataset = SimDataset(seed=11, customers=3, mean_files=5)
+    simulator = Simulator(dataset, SimConfig(app_id=APP_ID, app_key=APP_KEY))
+    url = await simulator.start("127.0.0.1", 0)
+    try:
+        me = current_owner()
+        killed = await store.start_run(
+            "backfill", 3, owner=Owner(me.hostname, reaped_pid(), me.space)
+        )
+        report = await sync_pass(make_settings(url, database_url), store, PassMode.BACKFILL)
+    finally:
+        await simulator.stop()
+    runs = await runs_by_id(store)
+    assert runs[killed].status == "abandoned"
+    assert f"process {runs[killed].pid} on {me.hostname}" in runs[killed].error_summary
+    assert runs[report.run_id].status == "ok" and runs[report.run_id].pid == me.pid
