@@ -30,7 +30,11 @@ from sync.durations import format_duration
 # The *_created series double the page for no use here; Prometheus computes rates without them.
 disable_created_metrics()
 
+# Every label value is created at start-up so each series is scraped (as 0) from the first
+# scrape on: a series that appears only after its first event breaks rate() and alerts on it.
 RECORD_ACTIONS = ("inserted", "updated", "unchanged", "rejected", "deleted")
+CUSTOMER_RESULTS = ("synced", "failed", "handed_back")
+PASS_STATUSES = ("ok", "partial", "failed")
 
 
 @dataclass
@@ -99,7 +103,7 @@ class DaemonMetrics:
             ["result"],
             registry=r,
         )
-        for result in ("synced", "failed", "handed_back"):
+        for result in CUSTOMER_RESULTS:
             self.customers.labels(result)
         self.passes = Counter(
             "tanma_sync_passes",
@@ -107,6 +111,8 @@ class DaemonMetrics:
             ["status"],
             registry=r,
         )
+        for status in PASS_STATUSES:
+            self.passes.labels(status)
         self.pass_duration = Histogram(
             "tanma_sync_pass_duration_seconds",
             "Wall time of a pass.",

@@ -1,11 +1,20 @@
-"""Health judgement (pure) and the duration wording it uses."""
+"""Health judgement (pure), the duration wording it uses, and the metric series' presence."""
 
 from __future__ import annotations
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sync.durations import format_duration, parse_duration
-from sync.observe import HealthFacts, assess_health
+from sync.observe import (
+    CUSTOMER_RESULTS,
+    PASS_STATUSES,
+    RECORD_ACTIONS,
+    DaemonMetrics,
+    HealthFacts,
+    assess_health,
+)
 
 BOUND = 6 * 3600.0
 
@@ -56,3 +65,21 @@ def test_whole_second_durations_read_back(seconds: int) -> None:
     # Two units at most: what is dropped is below the second unit shown.
     unit = 3600 if seconds >= 86400 else 60 if seconds >= 3600 else 1
     assert abs(parse_duration(text) - seconds) < unit
+
+
+def test_every_labelled_series_is_scraped_as_zero_before_its_first_event() -> None:
+    metrics = DaemonMetrics(lambda: {"outcomes": {}, "retries": 0, "rate_limit_waits": 0})
+    text = generate_latest(metrics.registry).decode()
+    labelled = {
+        (sample.name, value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        for value in sample.labels.values()
+        if sample.name.endswith("_total") and sample.value == 0
+    }
+    expected = (
+        {("tanma_sync_records_total", action) for action in RECORD_ACTIONS}
+        | {("tanma_sync_customers_total", result) for result in CUSTOMER_RESULTS}
+        | {("tanma_sync_passes_total", status) for status in PASS_STATUSES}
+    )
+    assert expected <= labelled
