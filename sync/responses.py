@@ -3,7 +3,6 @@ or a typed error out, so every odd answer a gateway can give is unit-testable wi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from sync.errors import (
@@ -13,6 +12,7 @@ from sync.errors import (
     CustomerError,
     TransientError,
 )
+from sync.jsoncodec import decode_json
 
 CODE_OK = 0
 CODE_GENERIC = 1000
@@ -24,11 +24,16 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 @dataclass(frozen=True, slots=True)
 class FilePage:
-    """The parts of a successful answer the engine uses; ``items`` are still raw JSON values."""
+    """The parts of a successful answer the engine uses; ``items`` are still raw JSON values.
+
+    ``strings_checked`` says the whole answer was proven storable text by the way it was decoded
+    (``sync.jsoncodec.decode_json``), so the record parser need not search each string again.
+    """
 
     items: list[object]
     reported_page_size: int | None
     total_count: int | None
+    strings_checked: bool = False
 
 
 def classify_response(
@@ -42,7 +47,7 @@ def classify_response(
     if status != 200:
         _raise_for_status(status, body, retry_after)
     try:
-        document = json.loads(body)
+        document, strings_checked = decode_json(body)
     except RecursionError:
         raise CustomerError("response JSON is nested too deeply to read") from None
     except ValueError:
@@ -85,6 +90,7 @@ def classify_response(
         items=items,
         reported_page_size=_positive_int(data.get("pageSize")),
         total_count=_positive_int(data.get("totalCount")),
+        strings_checked=strings_checked,
     )
 
 

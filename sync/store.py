@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, null, or_, select, update
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.batching import Batcher
 from sync.customers_file import CustomerRow, LineProblem
+from sync.jsoncodec import encode_json
 from sync.models import (
     Customer,
     CustomerFile,
@@ -155,8 +156,8 @@ class MirrorStore:
             _UPSERT_COLUMNS
         ), "the upsert must bind exactly the file columns"
         self._files_upsert_sql = str(compiled)
-        self._files_upsert_order = tuple(compiled.positiontup)
-        self._driver_row = _sqlite_row if engine.dialect.name == "sqlite" else _postgres_row
+        stamp = _sqlite_stamp if engine.dialect.name == "sqlite" else _postgres_stamp
+        self._driver_row = _DriverRow(compiled.positiontup, stamp)
         self._state_stmts: dict[tuple[str, ...], Any] = {}
         self._pages: Batcher[_PageWrite, PageCounts] = Batcher(self._write_pages, _page_fits)
         self._cursors: Batcher[int, CustomerCursor] = Batcher(
@@ -350,7 +351,6 @@ class MirrorStore:
             return
         known = {row.id: row for row in await conn.execute(self._known_files_stmt, {"ids": ids})}
         to_row = self._driver_row
-        order = self._files_upsert_order
         now_value = to_row.stamp(now)
         rows = []
         for page, unique, page_counts in zip(pages, uniques, counts, strict=True):
@@ -362,7 +362,7 @@ class MirrorStore:
                     page_counts.updated += 1
                 else:
                     page_counts.unchanged += 1
-                rows.append(to_row(record, page.customer.ref, now_value, order))
+                rows.append(to_row(record, page.customer.ref, now_value))
         await conn.exec_driver_sql(self._files_upsert_sql, rows)
 
     async def _set_aside(
@@ -617,24 +617,31 @@ def _cursor_values(cursor: CustomerCursor) -> dict[str, Any]:
 
 
 class _DriverRow:
-    """Turns a FileRecord into the upsert's positional parameters, as the driver takes them."""
+    """Turns a FileRecord into the upsert's positional parameters, as the driver takes them.
 
-    def __init__(self, stamp: Callable[[datetime], Any]) -> None:
+    Built once per statement: one C-level attribute fetch per row, then the few columns that
+    need converting are put in their places (this runs for every record of a sync).
+    """
+
+    def __init__(self, order: Sequence[str], stamp: Callable[[datetime], Any]) -> None:
         self.stamp = stamp
+        record_fields = set(_RECORD_COLUMNS)
+        # Columns that are not FileRecord attributes fetch a stand-in, overwritten below.
+        self._fetch = attrgetter(*(name if name in record_fields else "id" for name in order))
+        self._create_time = order.index("create_time")
+        self._raw = order.index("raw")
+        self._customer_ref = order.index("source_customer_id")
+        self._seen = (order.index("first_seen_at"), order.index("last_seen_at"))
 
-    def __call__(
-        self, record: FileRecord, customer_ref: int, now: Any, order: tuple[str, ...]
-    ) -> tuple[Any, ...]:
-        values = {name: getattr(record, name) for name in _RECORD_COLUMNS}
-        created = values["create_time"]
-        values.update(
-            create_time=None if created is None else self.stamp(created),
-            raw=json.dumps(record.raw),
-            source_customer_id=customer_ref,
-            first_seen_at=now,
-            last_seen_at=now,
-        )
-        return tuple(values[name] for name in order)
+    def __call__(self, record: FileRecord, customer_ref: int, now: Any) -> tuple[Any, ...]:
+        values = list(self._fetch(record))
+        created = record.create_time
+        values[self._create_time] = None if created is None else self.stamp(created)
+        values[self._raw] = encode_json(record.raw)
+        values[self._customer_ref] = customer_ref
+        first, last = self._seen
+        values[first] = values[last] = now
+        return tuple(values)
 
 
 def _sqlite_stamp(value: datetime) -> str:
@@ -649,7 +656,3 @@ def _sqlite_stamp(value: datetime) -> str:
 
 def _postgres_stamp(value: datetime) -> datetime:
     return value.astimezone(UTC)
-
-
-_sqlite_row = _DriverRow(_sqlite_stamp)
-_postgres_row = _DriverRow(_postgres_stamp)
