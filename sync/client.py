@@ -22,7 +22,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
@@ -110,7 +109,7 @@ class TanmaClient:
         """One page of a customer's files, retried on transient failures."""
         payload = request_payload(customer, last_id, page_size)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._settings.sync_max_attempts),
+            stop=_AttemptBudget(self._settings.sync_max_attempts),
             wait=self._wait,
             retry=retry_if_exception_type(TransientError),
             before_sleep=self._before_retry(customer),
@@ -206,8 +205,8 @@ class TanmaClient:
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, ClockSkew) and error.server_time_ms is not None:
-            return 0.0  # the offset is corrected: the next attempt should pass at once
+        if _clock_corrected(error):
+            return 0.0  # the next attempt should pass at once
         backoff = self._backoff(state)
         retry_after = getattr(error, "retry_after", None)
         # A Retry-After of zero (or in the past) still backs off: the server is under load.
@@ -227,6 +226,30 @@ class TanmaClient:
             )
 
         return hook
+
+
+class _AttemptBudget:
+    """tenacity's ``stop`` for one request: SYNC_MAX_ATTEMPTS attempts, plus one after a 1003
+    that corrected our clock. That refusal was about our clock, not the server's health, so it
+    should not cost a customer its page when SYNC_MAX_ATTEMPTS is 1. Once per request: a server
+    that answers 1003 every time still runs the budget out."""
+
+    def __init__(self, max_attempts: int) -> None:
+        self._max_attempts = max_attempts
+        self._extra_used = False
+
+    def __call__(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        if not self._extra_used and _clock_corrected(error):
+            self._extra_used = True
+            return False
+        counted = state.attempt_number - (1 if self._extra_used else 0)
+        return counted >= self._max_attempts
+
+
+def _clock_corrected(error: BaseException | None) -> bool:
+    """A 1003 that carried the server's time, so the clock offset was just set from it."""
+    return isinstance(error, ClockSkew) and error.server_time_ms is not None
 
 
 def request_payload(customer: CustomerKey, last_id: int | None, page_size: int) -> dict[str, Any]:

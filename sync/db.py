@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sync
@@ -182,3 +182,24 @@ def describe_db_error(exc: BaseException) -> str:
         # server has dropped the connection; say what happened first.
         first = f"connection lost: {first}"
     return first[:300]
+
+
+# PostgreSQL's words for a server going away or not back yet (a restart, pg_terminate_backend):
+# class 08 is "connection exception"; admin_shutdown, crash_shutdown, cannot_connect_now.
+_SERVER_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Whether the same work may well succeed a moment later: the connection was lost or could
+    not be made. Not for anything the statement itself caused (bad data, a constraint), nor for
+    SQLite's "database is locked", which the busy timeout has already waited out."""
+    if isinstance(exc, OSError):  # asyncpg's own, when it cannot reach the server
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate.startswith("08") or sqlstate in _SERVER_GONE_SQLSTATES
+    )

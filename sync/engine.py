@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Protocol, TypeVar
 
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from sync.client import TanmaClient
-from sync.db import DATABASE_ERRORS, describe_db_error
+from sync.db import DATABASE_ERRORS, describe_db_error, is_transient_db_error
 from sync.errors import CustomerError, FatalError, LeaseLost, TransientError
 from sync.models import utc_now
 from sync.pager import PageVerdict, PassMode, begin_pass, next_last_id, step
@@ -25,6 +33,12 @@ log = structlog.get_logger("tanma_sync.engine")
 
 # Several customers in a row failing on the database means the database is gone, not the data.
 _DB_FAILURES_BEFORE_GIVING_UP = 3
+# A dropped connection (a server restart, its backends terminated) fails every worker's write
+# at once; a page write or cursor read that lost its connection is tried again in place first.
+# Waits of 0.25, 0.5, 1 and 2 s, 3.75 s in all: a dropped connection is back at once and a
+# quick restart within that, while a lasting outage still stops the run within seconds.
+_DB_ATTEMPTS = 5
+_DB_BACKOFF = wait_exponential(multiplier=0.25, max=2)
 
 
 T = TypeVar("T")
@@ -323,7 +337,7 @@ class SyncEngine:
         customer, mode = assignment.customer, assignment.mode
         page_size = self._settings.sync_page_size
         lookback = self._settings.lookback_ids
-        stored = await self._store.load_cursor(customer.ref)
+        stored = await _retry_db(lambda: self._store.load_cursor(customer.ref), bound)
         # A resumed pass walks on from a top that went stale while it was interrupted; when it
         # ends, one fresh look from the top (usually a single request) brings the customer up
         # to date as of this pass.
@@ -350,19 +364,20 @@ class SyncEngine:
                 stop_on_short_page=self._settings.sync_stop_on_short_page,
             )
             # Once a page is fetched its transaction commits or rolls back whole, even if a
-            # shutdown cancels this worker meanwhile.
-            counts = await _complete_even_if_cancelled(
-                self._store.save_page(
-                    customer,
-                    records,
-                    rejected,
-                    outcome.cursor,
-                    run_id=run_id,
-                    completed=outcome.verdict is PageVerdict.COMPLETE,
-                    vanished=outcome.vanished,
-                    fence=fence,
-                )
+            # shutdown cancels this worker meanwhile. Writing it again is safe: rows and cursor
+            # are upserts in the same transaction, so a commit whose answer was lost repeats.
+            write = partial(
+                self._store.save_page,
+                customer,
+                records,
+                rejected,
+                outcome.cursor,
+                run_id=run_id,
+                completed=outcome.verdict is PageVerdict.COMPLETE,
+                vanished=outcome.vanished,
+                fence=fence,
             )
+            counts = await _retry_db(partial(_whole, write), bound)
             _add_counts(tallies[0], counts)
             tallies[1].add_page(counts)
             self._progress.page_done(len(records))
@@ -384,6 +399,44 @@ class _CustomerStuck(Exception):
     """The pager cannot go on with this customer (a cursor that does not advance, …)."""
 
 
+async def _retry_db(
+    call: Callable[[], Awaitable[T]], bound: structlog.typing.FilteringBoundLogger
+) -> T:
+    """``call()`` again after a short wait while it fails with a database error a retry may
+    cure (see is_transient_db_error); any other error, or the last one, is raised."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(_DB_ATTEMPTS),
+        wait=_DB_BACKOFF,
+        retry=retry_if_exception(is_transient_db_error),
+        before_sleep=_db_retry_logger(bound),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def _db_retry_logger(
+    bound: structlog.typing.FilteringBoundLogger,
+) -> Callable[[RetryCallState], None]:
+    def hook(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        bound.warning(
+            "database_retry",
+            attempt=state.attempt_number,
+            error=describe_db_error(error) if error is not None else None,
+            wait_s=round(state.next_action.sleep, 3) if state.next_action else 0.0,
+        )
+
+    return hook
+
+
+async def _whole(start: Callable[[], Awaitable[T]]) -> T:
+    """A fresh ``start()`` for each attempt, seen through to the end like any page write."""
+    return await _complete_even_if_cancelled(start())
+
+
 async def _complete_even_if_cancelled(work: Awaitable[T]) -> T:
     """Await ``work`` to the end even when the caller is cancelled meanwhile; the cancellation
     is delivered afterwards. Keeps a transaction from being abandoned half-way by a shutdown."""
@@ -397,6 +450,10 @@ async def _complete_even_if_cancelled(work: Awaitable[T]) -> T:
             if task.done():
                 raise
             cancelled = True
+        except BaseException:
+            if cancelled:  # the shutdown still comes first: not retried, not counted
+                raise asyncio.CancelledError from None
+            raise
     if cancelled:
         raise asyncio.CancelledError
     return result

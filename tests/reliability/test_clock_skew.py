@@ -14,6 +14,7 @@ import pytest
 
 from sync.client import TanmaClient
 from sync.engine import SyncEngine
+from sync.errors import ClockSkew
 from sync.pager import PassMode
 from sync.sim import SimDataset
 from sync.store import CustomerKey, MirrorStore
@@ -72,3 +73,43 @@ async def test_concurrent_first_requests_wait_for_the_clock(sim_factory, tmp_pat
         pages = await asyncio.gather(*(client.list_files(key, None, 10) for key in keys))
     assert len(pages) == 4
     assert sim.call(lambda: sim.sim.stats.outcomes["time_error_1003"]) == 1
+
+
+async def test_a_1003_does_not_use_up_the_only_attempt(
+    store: MirrorStore, database_url: str, sim_factory
+) -> None:
+    """With SYNC_MAX_ATTEMPTS=1 the first request of a skewed run used to fail its customer: the
+    1003 that corrected the clock was its one attempt. The attempt after such a 1003 is extra."""
+    dataset = SimDataset(seed=33, customers=6, mean_files=12)
+    sim = sim_factory(dataset, clock_offset_s=SKEW_S, timestamp_window_s=300)
+    await import_customers(store, dataset)
+    settings = make_settings(sim.base_url, database_url, sync_max_attempts=1, sync_page_size=5)
+    async with TanmaClient(settings) as client:
+        report = await SyncEngine(settings, store, client).run_pass(
+            PassMode.BACKFILL, await store.customers()
+        )
+    assert report.status == "ok", report.failures
+    assert report.totals.customers_ok == 6
+    assert sim.call(lambda: sim.sim.stats.outcomes["time_error_1003"]) == 1
+    assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+async def test_a_server_that_always_answers_1003_still_runs_out(
+    sim_factory, tmp_path, max_attempts: int
+) -> None:
+    """The extra attempt is once per request: a server that refuses every timestamp (a negative
+    window) costs SYNC_MAX_ATTEMPTS + 1 requests, then the request fails."""
+    dataset = SimDataset(seed=34, customers=1, mean_files=3)
+    sim = sim_factory(dataset, clock_offset_s=SKEW_S, timestamp_window_s=-1.0)
+    settings = make_settings(
+        sim.base_url, f"sqlite:///{tmp_path / 'unused.db'}", sync_max_attempts=max_attempts
+    )
+    customer = next(iter(dataset.iter_customers()))
+    async with TanmaClient(settings) as client:
+        with pytest.raises(ClockSkew):
+            await client.list_files(
+                CustomerKey(1, customer.customer_id, None, None, None), None, 10
+            )
+    assert client.requests == max_attempts + 1
+    assert sim.call(lambda: sim.sim.stats.outcomes["time_error_1003"]) == max_attempts + 1

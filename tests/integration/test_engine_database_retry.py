@@ -1,0 +1,109 @@
+"""Page writes that lose their database connection are retried in place, on SQLite and
+PostgreSQL: a blip costs no customer, a lasting outage still stops the run with one line.
+
+The fault is a statement failing as a dropped connection does (SQLAlchemy's error, marked
+``connection_invalidated``) just before a page's cursor is written, after its rows went into
+the same transaction, so the retry must also find that transaction rolled back whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync.errors import FatalError
+from sync.pager import PassMode
+from sync.service import sync_pass
+from sync.sim import SimDataset
+from sync.store import MirrorStore
+from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
+from tests.reliability.support import import_customers
+
+# What the engine waits between attempts (sync/engine.py): 0.25 + 0.5 + 1 + 2 s.
+RETRY_WAITS_S = 3.75
+
+
+@contextmanager
+def cursor_writes_fail(engine: AsyncEngine, fails: Callable[[int], bool]) -> Iterator[None]:
+    """Fail the n-th write of customer_sync_state (counting from 1) whenever ``fails(n)``."""
+    writes = 0
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal writes
+        if not statement.lstrip().upper().startswith("INSERT INTO CUSTOMER_SYNC_STATE"):
+            return
+        writes += 1
+        if fails(writes):
+            raise OperationalError(
+                statement,
+                None,
+                ConnectionResetError(104, "Connection reset by peer"),
+                connection_invalidated=True,
+            )
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", before)
+
+
+def _retries(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e.get("event") == "database_retry"]
+
+
+async def test_a_page_write_that_loses_its_connection_is_retried_in_place(
+    store: MirrorStore, database_url: str, sim_factory
+) -> None:
+    dataset = SimDataset(seed=51, customers=8, mean_files=20)
+    sim = sim_factory(dataset)
+    await import_customers(store, dataset)
+    settings = make_settings(sim.base_url, database_url, sync_page_size=5)
+    # The fifth and sixth cursor writes fail: a batch of pages, then the first of them alone
+    # (a failed batch is written again page by page), which then fails to its worker.
+    failing = cursor_writes_fail(store.engine, lambda n: n in (5, 6))
+    with failing, structlog.testing.capture_logs() as logs:
+        report = await sync_pass(settings, store, PassMode.BACKFILL)
+    assert report.status == "ok", report.failures
+    assert report.totals.customers_ok == 8
+    # Counted once each: the failed transactions left nothing behind for the retry to find.
+    assert report.totals.records_inserted == len(dataset.expected_mirror())
+    assert_mirror_equals(await fetch_mirror(store.engine), dataset.expected_mirror())
+    retries = _retries(logs)
+    assert retries, logs
+    for entry in retries:
+        assert entry["log_level"] == "warning" and entry["customer"], entry
+        assert entry["error"] == "connection lost: [Errno 104] Connection reset by peer", entry
+        assert not entry.get("exc_info"), entry
+    assert not [e for e in logs if e.get("event") == "customer_failed"], logs
+
+
+async def test_a_lasting_outage_still_stops_the_run_after_the_retries(
+    store: MirrorStore, database_url: str, sim_factory
+) -> None:
+    dataset = SimDataset(seed=52, customers=8, mean_files=10)
+    sim = sim_factory(dataset)
+    await import_customers(store, dataset)
+    settings = make_settings(sim.base_url, database_url, sync_page_size=5)
+    started = time.monotonic()
+    failing = cursor_writes_fail(store.engine, lambda _n: True)
+    with failing, structlog.testing.capture_logs() as logs, pytest.raises(FatalError) as stopped:
+        await sync_pass(settings, store, PassMode.BACKFILL)
+    waited = time.monotonic() - started
+    assert str(stopped.value).startswith("the database keeps failing (database error: connection")
+    assert "\n" not in str(stopped.value)
+    attempts: dict[str, list[int]] = {}
+    for entry in _retries(logs):
+        attempts.setdefault(entry["customer"], []).append(entry["attempt"])
+    # Three customers in a row failed, each only after its four retries.
+    assert sum(seen == [1, 2, 3, 4] for seen in attempts.values()) >= 3, attempts
+    # The workers retry side by side, so the run stops one retry budget in, not three.
+    assert RETRY_WAITS_S <= waited < RETRY_WAITS_S + 5, waited
