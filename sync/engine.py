@@ -354,7 +354,7 @@ class SyncEngine:
                     page = await self._client.list_files(customer, next_last_id(cursor), page_size)
             except TimeoutError:
                 return "its lease ran out during a request"
-            records, rejected = split_items(page.items)
+            records, rejected = split_items(page.items, strings_checked=page.strings_checked)
             outcome = step(
                 cursor,
                 [r.id for r in records],
@@ -478,10 +478,12 @@ def _first_fatal(group: BaseExceptionGroup) -> FatalError | None:
     return None
 
 
-def split_items(items: Sequence[object]) -> tuple[list[FileRecord], list[RejectedRecord]]:
+def split_items(
+    items: Sequence[object], *, strings_checked: bool = False
+) -> tuple[list[FileRecord], list[RejectedRecord]]:
     records: list[FileRecord] = []
     rejected: list[RejectedRecord] = []
     for item in items:
-        parsed = parse_record(item)
+        parsed = parse_record(item, strings_checked=strings_checked)
         (records if isinstance(parsed, FileRecord) else rejected).append(parsed)  # type: ignore[arg-type]
     return records, rejected
