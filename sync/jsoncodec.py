@@ -4,7 +4,6 @@ would, the standard library for the rest."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -17,8 +16,10 @@ _NUL_ESCAPE = b"\\u0000"
 # orjson turns an integer beyond 64 bits into a float, silently, and long mantissas are where
 # decoders may round differently: any run of 19 digits (the shortest integer that can leave
 # the int64 range) goes to json, which keeps integers exact. Matches inside strings only cost
-# speed.
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# speed. Found by mapping every digit to "0" and searching for 19 of them: a regex costs
+# about 9 us per record here, this about 0.7.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19
 
 
 def decode_json(body: bytes | str) -> tuple[object, bool]:
@@ -30,7 +31,7 @@ def decode_json(body: bytes | str) -> tuple[object, bool]:
     before and whose errors are the ones callers see. The two agree on every text sent to both.
     """
     raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-    if _LONG_DIGITS.search(raw) is None:
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(raw), _NUL_ESCAPE not in raw
         except orjson.JSONDecodeError:
