@@ -18,12 +18,14 @@ from typing import Any
 
 import aiohttp
 import structlog
+from aiohttp.helpers import get_env_proxy_for_url
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
     wait_random_exponential,
 )
+from yarl import URL
 
 from sync.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
 from sync.pacing import RequestPacer
@@ -54,6 +56,8 @@ class TanmaClient:
             multiplier=settings.sync_backoff_base, max=settings.sync_backoff_max
         )
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: URL | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
         self.clock_offset_ms = 0
         # Set once an answer shows our clock is accepted (or corrected); until then requests go
         # one at a time, see _post_once.
@@ -83,8 +87,14 @@ class TanmaClient:
         connector = aiohttp.TCPConnector(
             limit=self._settings.sync_concurrency * 2, ssl=self._ssl_context()
         )
+        # Resolved once, as aiohttp's trust_env would: it looks the proxy (and ~/.netrc) up in
+        # a worker thread on every request, two thread hops between the pacer's slot and the
+        # socket write. The client only ever calls one URL, so one look-up serves them all.
+        self._proxy, self._proxy_auth = proxy_from_environment(self._url)
+        if self._proxy is not None:
+            log.info("using_proxy", proxy=str(self._proxy.with_user(None)))
         self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=connector, trust_env=True, raise_for_status=False
+            timeout=timeout, connector=connector, raise_for_status=False
         )
         return self
 
@@ -144,7 +154,13 @@ class TanmaClient:
         )
         self.requests += 1
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as response:
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers=headers,
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
+            ) as response:
                 content = await self._read_limited(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 server_ms = parse_http_date(response.headers.get("Date"))
@@ -250,6 +266,15 @@ class _AttemptBudget:
 def _clock_corrected(error: BaseException | None) -> bool:
     """A 1003 that carried the server's time, so the clock offset was just set from it."""
     return isinstance(error, ClockSkew) and error.server_time_ms is not None
+
+
+def proxy_from_environment(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy HTTP_PROXY / HTTPS_PROXY name for ``url`` (None when NO_PROXY exempts its host
+    or none is set), with its credentials from the proxy URL or ~/.netrc: aiohttp's own rules."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
 
 
 def request_payload(customer: CustomerKey, last_id: int | None, page_size: int) -> dict[str, Any]:

@@ -139,6 +139,16 @@ ROWS: list[Row] = [
         ),
     ),
     (
+        "Every PostgreSQL connection killed at once as a page commits (a restart, a "
+        "failover): the write is retried in place (`database_retry`), the pass ends ok with "
+        "every customer synced and the mirror exact",
+        "test_database_faults.py::test_postgres_connections_killed_once_mid_pass_cost_nothing",
+        lambda r: (
+            f"in-place retries {_total(r, 'db_retries')}; pass: "
+            + _outcome(r, "test_postgres_connections_killed_once_mid_pass_cost_nothing")
+        ),
+    ),
+    (
         "The database unreachable for a second mid-pass (proxy cut and restored): one line "
         "naming the database, no trace; the next backfill is exact",
         "test_database_faults.py::test_database_unreachable_mid_pass_through_the_cli",
