@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import drop_database_url, new_database_url
 from tests.reliability.figures import Figures
 
 _SEED_ENV = "TANMA_RELIABILITY_SEED"
@@ -141,3 +143,11 @@ def case_name(request: pytest.FixtureRequest) -> str:
 def rng(case_name: str) -> random.Random:
     """This test's own stream from the run's seed, so adding a test changes no other test."""
     return random.Random(f"{SEED}:{case_name}")
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database of its own, for tests that only make sense there."""
+    url = new_database_url("postgresql", tmp_path)
+    yield url
+    drop_database_url(url)

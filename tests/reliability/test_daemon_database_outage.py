@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -26,7 +24,6 @@ from sync.fleet import FleetStore
 from sync.models import CustomerSchedule, SyncRun
 from sync.sim import SimDataset
 from sync.store import MirrorStore
-from tests.conftest import drop_database_url, new_database_url
 from tests.helpers import make_settings
 from tests.reliability.conftest import SEED
 from tests.reliability.figures import Figures
@@ -37,13 +34,6 @@ from tests.reliability.tcp_proxy import TcpProxy
 # Cuts go on until both a claim and a hand-back have met the outage (or this many cuts).
 MAX_OUTAGES = 12
 OUTAGE_S = 1.0
-
-
-@pytest.fixture
-def pg_url(tmp_path: Path) -> Iterator[str]:
-    url = new_database_url("postgresql", tmp_path)
-    yield url
-    drop_database_url(url)
 
 
 def _daemon_settings(base_url: str, database_url: str) -> Any:

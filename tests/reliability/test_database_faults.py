@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from sync.service import sync_pass
 from sync.sim import SimDataset
 from sync.store import MirrorStore
 from tests.cli_support import cli_for
-from tests.conftest import PG_ADMIN_URL, drop_database_url, new_database_url
+from tests.conftest import PG_ADMIN_URL, new_database_url
 from tests.helpers import make_settings
 from tests.reliability.conftest import SEED, Scale
 from tests.reliability.figures import Figures
@@ -43,13 +42,6 @@ from tests.reliability.tcp_proxy import TcpProxy
 RETRY_WAITS_S = 3.75
 # A cut this long is an outage the retries cannot outlast.
 OUTAGE_LIMIT_S = 15.0
-
-
-@pytest.fixture
-def pg_url(tmp_path: Path) -> Iterator[str]:
-    url = new_database_url("postgresql", tmp_path)
-    yield url
-    drop_database_url(url)
 
 
 @pytest.fixture
