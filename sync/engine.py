@@ -17,7 +17,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential,
+    wait_chain,
+    wait_fixed,
 )
 
 from sync.client import TanmaClient
@@ -37,8 +38,7 @@ _DB_FAILURES_BEFORE_GIVING_UP = 3
 # at once; a page write or cursor read that lost its connection is tried again in place first.
 # Waits of 0.25, 0.5, 1 and 2 s, 3.75 s in all: a dropped connection is back at once and a
 # quick restart within that, while a lasting outage still stops the run within seconds.
-_DB_ATTEMPTS = 5
-_DB_BACKOFF = wait_exponential(multiplier=0.25, max=2)
+DB_RETRY_WAITS_S = (0.25, 0.5, 1.0, 2.0)
 
 
 T = TypeVar("T")
@@ -405,8 +405,8 @@ async def _retry_db(
     """``call()`` again after a short wait while it fails with a database error a retry may
     cure (see is_transient_db_error); any other error, or the last one, is raised."""
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(_DB_ATTEMPTS),
-        wait=_DB_BACKOFF,
+        stop=stop_after_attempt(len(DB_RETRY_WAITS_S) + 1),
+        wait=wait_chain(*(wait_fixed(s) for s in DB_RETRY_WAITS_S)),
         retry=retry_if_exception(is_transient_db_error),
         before_sleep=_db_retry_logger(bound),
         reraise=True,

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync.engine import DB_RETRY_WAITS_S
 from sync.errors import FatalError
 from sync.pager import PassMode
 from sync.service import sync_pass
@@ -28,7 +29,7 @@ from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.support import import_customers
 
 # What the engine waits between attempts (sync/engine.py): 0.25 + 0.5 + 1 + 2 s.
-RETRY_WAITS_S = 3.75
+RETRY_WAITS_S = sum(DB_RETRY_WAITS_S)
 
 
 @contextmanager

@@ -149,8 +149,8 @@ ROWS: list[Row] = [
         ),
     ),
     (
-        "The database unreachable for a second mid-pass (proxy cut and restored): one line "
-        "naming the database, no trace; the next backfill is exact",
+        "The database unreachable mid-pass until the CLI gives up (proxy cut, then restored): "
+        "one line naming the database, no trace; the next backfill is exact",
         "test_database_faults.py::test_database_unreachable_mid_pass_through_the_cli",
         lambda r: (
             f"outages {_total(r, 'db_outages')}; exit status during the outage: "
@@ -162,10 +162,10 @@ ROWS: list[Row] = [
         ),
     ),
     (
-        "The daemon's database unreachable for a second, again and again, while its lease feed "
-        "claims, finishes and hands back customers (PostgreSQL, proxy cut and restored): one "
-        "line per event, no trace, no crash; the next sweep completes; no lease left held and "
-        "no run left `running` when it stops",
+        "The daemon's database unreachable for 4.75 s (past a page write's retries), again and "
+        "again, while its lease feed claims, finishes and hands back customers (PostgreSQL, "
+        "proxy cut and restored): one line per event, no trace, no crash; the next sweep "
+        "completes; no lease left held and no run left `running` when it stops",
         "test_daemon_database_outage.py",
         lambda r: f"outages {_total(r, 'daemon_db_outages')}; " + _daemon_outage(r),
     ),

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sync import db
 from sync.client import TanmaClient
 from sync.daemon import Daemon
+from sync.engine import DB_RETRY_WAITS_S
 from sync.fleet import FleetStore
 from sync.models import CustomerSchedule, SyncRun
 from sync.sim import SimDataset
@@ -33,7 +34,9 @@ from tests.reliability.tcp_proxy import TcpProxy
 
 # Cuts go on until both a claim and a hand-back have met the outage (or this many cuts).
 MAX_OUTAGES = 12
-OUTAGE_S = 1.0
+# Longer than a page write's retries in place: a shorter cut is ridden out by the workers'
+# writes, which then rarely leave a claim or a hand-back to meet it.
+OUTAGE_S = sum(DB_RETRY_WAITS_S) + 1.0
 
 
 def _daemon_settings(base_url: str, database_url: str) -> Any:

@@ -24,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from sync import db
+from sync.engine import DB_RETRY_WAITS_S
 from sync.errors import FatalError
 from sync.pager import PassMode
 from sync.service import sync_pass
@@ -39,7 +40,7 @@ from tests.reliability.support import import_customers
 from tests.reliability.tcp_proxy import TcpProxy
 
 # What the engine waits between a page write's attempts before it gives up (sync/engine.py).
-RETRY_WAITS_S = 3.75
+RETRY_WAITS_S = sum(DB_RETRY_WAITS_S)
 # A cut this long is an outage the retries cannot outlast.
 OUTAGE_LIMIT_S = 15.0
 
