@@ -23,6 +23,7 @@ from sync.engine import DB_RETRY_WAITS_S
 from sync.errors import FatalError
 from sync.pager import PassMode
 from sync.service import sync_pass
+from sync.settings import Settings
 from sync.sim import SimDataset
 from sync.store import MirrorStore
 from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
@@ -57,6 +58,16 @@ def cursor_writes_fail(engine: AsyncEngine, fails: Callable[[int], bool]) -> Ite
         event.remove(engine.sync_engine, "before_cursor_execute", before)
 
 
+async def _eight_customers(
+    store: MirrorStore, database_url: str, sim_factory: Any, seed: int, mean_files: int
+) -> tuple[SimDataset, Settings]:
+    """Eight customers served and imported; settings with five records a page."""
+    dataset = SimDataset(seed=seed, customers=8, mean_files=mean_files)
+    sim = sim_factory(dataset)
+    await import_customers(store, dataset)
+    return dataset, make_settings(sim.base_url, database_url, sync_page_size=5)
+
+
 def _retries(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in logs if e.get("event") == "database_retry"]
 
@@ -64,10 +75,7 @@ def _retries(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_a_page_write_that_loses_its_connection_is_retried_in_place(
     store: MirrorStore, database_url: str, sim_factory
 ) -> None:
-    dataset = SimDataset(seed=51, customers=8, mean_files=20)
-    sim = sim_factory(dataset)
-    await import_customers(store, dataset)
-    settings = make_settings(sim.base_url, database_url, sync_page_size=5)
+    dataset, settings = await _eight_customers(store, database_url, sim_factory, 51, 20)
     # The fifth and sixth cursor writes fail: a batch of pages, then the first of them alone
     # (a failed batch is written again page by page), which then fails to its worker.
     failing = cursor_writes_fail(store.engine, lambda n: n in (5, 6))
@@ -90,10 +98,7 @@ async def test_a_page_write_that_loses_its_connection_is_retried_in_place(
 async def test_a_lasting_outage_still_stops_the_run_after_the_retries(
     store: MirrorStore, database_url: str, sim_factory
 ) -> None:
-    dataset = SimDataset(seed=52, customers=8, mean_files=10)
-    sim = sim_factory(dataset)
-    await import_customers(store, dataset)
-    settings = make_settings(sim.base_url, database_url, sync_page_size=5)
+    _, settings = await _eight_customers(store, database_url, sim_factory, 52, 10)
     started = time.monotonic()
     failing = cursor_writes_fail(store.engine, lambda _n: True)
     with failing, structlog.testing.capture_logs() as logs, pytest.raises(FatalError) as stopped:
