@@ -289,6 +289,11 @@ class Daemon:
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+                if self._signals:
+                    # The caller still closes the client and the database after this; without
+                    # a handler, a second signal then would kill the process by the signal
+                    # (status -15) instead of the documented forced exit.
+                    signal.signal(sig, _forced_exit)
         return self.exit_code
 
     def request_stop(self) -> None:
@@ -298,9 +303,7 @@ class Daemon:
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals > 1:
-            log.warning("forced_exit", signal=sig.name)
-            # Whatever transaction is open is rolled back by the database; leases expire.
-            os._exit(EXIT_FORCED)
+            _forced_exit(sig)
         log.info(
             "shutting_down",
             signal=sig.name,
@@ -536,6 +539,13 @@ class Daemon:
         )
         self.metrics.healthy.set(1 if health.ok else 0)
         return health
+
+
+def _forced_exit(sig: int, _frame: object = None) -> None:
+    """A second signal: exit at once. Whatever transaction is open is rolled back by the
+    database, and the leases expire."""
+    log.warning("forced_exit", signal=signal.Signals(sig).name)
+    os._exit(EXIT_FORCED)
 
 
 async def serve(settings: Settings, *, migrate: bool, burst: bool = False) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from sync import daemon as daemon_module
 from sync.client import TanmaClient
 from sync.daemon import Daemon
 from sync.fleet import FleetStore
@@ -166,3 +168,28 @@ async def test_health_turns_degraded_when_the_signature_is_rejected(
     assert '"status": "degraded"' in body and "credentials rejected" in body
     assert APP_KEY not in body
     assert held == 0  # a failed sweep hands its leases back
+
+
+async def test_after_a_signalled_shutdown_a_further_signal_still_forces_the_exit(
+    store: MirrorStore, database_url: str
+) -> None:
+    """Regression (seen in CI: a second SIGTERM 50 ms after the first killed the process with
+    status -15): once the daemon's loop handlers are gone, its caller still closes the client
+    and the database; a signal then must take the forced exit, not the default action."""
+    dataset = SimDataset(seed=14, customers=3, mean_files=2)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        async with Simulator(dataset, SimConfig(app_id=APP_ID, app_key=APP_KEY)) as simulator:
+            await import_all(store, dataset)
+            settings = daemon_settings(simulator.base_url, database_url)
+            async with TanmaClient(settings) as client:
+                daemon = Daemon(settings, store, FleetStore(store.engine), client)
+                task = asyncio.create_task(daemon.run())
+                await asyncio.wait_for(daemon.started.wait(), 30)
+                daemon._on_signal(signal.SIGTERM)  # what the loop calls on the first SIGTERM
+                assert await asyncio.wait_for(task, 15) == 0
+                after = {sig: signal.getsignal(sig) for sig in before}
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert after == {sig: daemon_module._forced_exit for sig in before}
