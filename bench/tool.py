@@ -19,7 +19,7 @@ _REPORT = re.compile(
     r"records: (\d+) new, (\d+) updated, (\d+) unchanged.*?(\d+) requests \((\d+) retries\) "
     r"in ([\d.]+)s"
 )
-_CLI = [sys.executable, "-c", "from sync.entry import main; main()"]
+_CLI = [sys.executable, "-c", "from sync.cli.entry import main; main()"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from sync.models import Base
+from sync.mirror.models import Base
 
 target_metadata = Base.metadata
 
@@ -26,8 +26,8 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_standalone() -> None:
-    from sync.db import create_engine
-    from sync.settings import load_settings
+    from sync.config.settings import load_settings
+    from sync.mirror.database import create_engine
 
     engine = create_engine(load_settings().sync_database_url)
     try:

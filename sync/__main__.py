@@ -1,3 +1,3 @@
-from sync.entry import main
+from sync.cli.entry import main
 
 main()

@@ -19,10 +19,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from sync import db
-from sync.logs import configure_logging
+from sync.cli.logs import configure_logging
+from sync.mirror import database as db
+from sync.mirror.store import MirrorStore
 from sync.sim import SimThread
-from sync.store import MirrorStore
 from tests.cli_support import Cli, cli_for, sim_threads
 
 PG_ADMIN_URL = os.environ.get("TANMA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

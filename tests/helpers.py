@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sync.db import create_engine
-from sync.models import CustomerFile
-from sync.records import FileRecord, parse_record
-from sync.settings import Settings, load_settings
+from sync.config.settings import Settings, load_settings
+from sync.domain.records import FileRecord, parse_record
+from sync.mirror.database import create_engine
+from sync.mirror.models import CustomerFile
 
 APP_ID, APP_KEY = "test-app", "test-key-s3cr3t-0123456789"
 

@@ -1,5 +1,13 @@
 """A simulator of Tanmarket's customer-file endpoint, for tests, the demo and benchmarks."""
 
+from sync.domain.chinatime import CHINA_TZ
+from sync.domain.ids import (
+    ID_EPOCH,
+    ID_UNITS_PER_SECOND,
+    id_create_time,
+    id_time,
+    make_id,
+)
 from sync.sim.config import SimConfig
 from sync.sim.dataset import (
     DEFAULT_START,
@@ -12,14 +20,6 @@ from sync.sim.dataset import (
     is_usable_id,
 )
 from sync.sim.faults import FAULT_KINDS, FaultPolicy
-from sync.sim.ids import (
-    CHINA_TZ,
-    ID_EPOCH,
-    ID_UNITS_PER_SECOND,
-    id_create_time,
-    id_time,
-    make_id,
-)
 from sync.sim.runner import SimThread
 from sync.sim.server import ENDPOINT, Simulator
 from sync.sim.stats import SimStats

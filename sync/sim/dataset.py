@@ -24,17 +24,16 @@ from datetime import datetime, timedelta
 from random import Random
 from typing import Any
 
-from sync.sim import content
-from sync.sim.content import Staff
-from sync.sim.ids import (
-    CHINA_TZ,
+from sync.domain.chinatime import CHINA_TZ, format_china_time
+from sync.domain.ids import (
     ID_SEQ_RANGE,
     ID_UNITS_PER_SECOND,
-    china_time_text,
     id_from_ms,
     id_time,
     ms_since_epoch,
 )
+from sync.sim import content
+from sync.sim.content import Staff
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=CHINA_TZ)
 MAX_USABLE_ID = 2**63 - 1
@@ -502,7 +501,7 @@ class SimDataset:
             "corpid": self.corpid,
             "salesId": customer.sales_id,
             "customerId": customer.customer_id,
-            "createTime": china_time_text(instant),
+            "createTime": format_china_time(instant),
             "fileContent": file_content,
             "fileName": file_name,
             "operatorId": operator.staff_id,

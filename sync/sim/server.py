@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sync.signing import sign
+from sync.api.signing import sign
 from sync.sim.config import SimConfig
 from sync.sim.dataset import SimCustomer, SimDataset
 from sync.sim.faults import FaultPolicy

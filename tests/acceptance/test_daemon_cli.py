@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sync.db import create_engine
-from sync.models import CustomerSchedule, CustomerSyncState, SyncRun, SyncWorker
+from sync.mirror.database import create_engine
+from sync.mirror.models import CustomerSchedule, CustomerSyncState, SyncRun, SyncWorker
 from sync.sim import SimDataset
 from tests.acceptance.conftest import Cli
 from tests.helpers import APP_KEY, assert_mirror_equals, fetch_mirror_sync

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from sync import db, reports
+from sync.mirror import database as db
+from sync.mirror import reports
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
-from sync.store import MirrorStore
 from tests.acceptance.conftest import Cli, clean_env
 from tests.helpers import APP_KEY
 
@@ -34,7 +35,7 @@ def read_report(database_url: str, name: str, since: date | None = None) -> list
         engine = db.create_engine(database_url)
         try:
             report = reports.find_report(name)
-            rows = await MirrorStore(engine).report_rows(reports.report_query(report, since))
+            rows = await MirrorStore(engine).reads.report_rows(reports.report_query(report, since))
             return [dict(r) for r in reports.ordered(report, rows)]
         finally:
             await engine.dispose()

@@ -9,13 +9,13 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from sync.fleet import FleetStore
-from sync.models import SyncRun, SyncWorker, utc_now
-from sync.owners import ABANDONED_SUMMARY, Owner, current_owner
-from sync.pager import PassMode
-from sync.service import sync_pass
+from sync.cli.passes import sync_pass
+from sync.domain.pager import PassMode
+from sync.mirror.fleet import FleetStore
+from sync.mirror.models import SyncRun, SyncWorker, utc_now
+from sync.mirror.owners import ABANDONED_SUMMARY, Owner, current_owner
+from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
-from sync.store import MirrorStore
 from tests.helpers import APP_ID, APP_KEY, make_settings
 
 TTL = 120.0
@@ -36,11 +36,11 @@ async def runs_by_id(store: MirrorStore) -> dict[int, SyncRun]:
 async def test_only_runs_whose_owner_is_provably_gone_are_closed(store: MirrorStore) -> None:
     me = current_owner()
     fleet = FleetStore(store.engine)
-    here_dead = await store.start_run(
+    here_dead = await store.runs.start(
         "backfill", 3, owner=Owner(me.hostname, reaped_pid(), me.space)
     )
-    here_alive = await store.start_run("incremental", 3, owner=me)
-    elsewhere = await store.start_run("incremental", 3, owner=Owner("other-host", 1, None))
+    here_alive = await store.runs.start("incremental", 3, owner=me)
+    elsewhere = await store.runs.start("incremental", 3, owner=Owner("other-host", 1, None))
     # Daemons on another host: one heartbeating, one silent for longer than a lease, one gone.
     for worker in ("fresh", "stale"):
         await fleet.register_worker(worker, "other-host", 1)
@@ -51,15 +51,15 @@ async def test_only_runs_whose_owner_is_provably_gone_are_closed(store: MirrorSt
             .values(heartbeat_at=utc_now() - timedelta(seconds=TTL + 60))
         )
     daemon_owner = Owner("other-host", 1, None)
-    fresh = await store.start_run("incremental", 0, worker_id="fresh", owner=daemon_owner)
-    stale = await store.start_run("incremental", 0, worker_id="stale", owner=daemon_owner)
-    gone = await store.start_run("incremental", 0, worker_id="gone", owner=daemon_owner)
-    finished = await store.start_run(
+    fresh = await store.runs.start("incremental", 0, worker_id="fresh", owner=daemon_owner)
+    stale = await store.runs.start("incremental", 0, worker_id="stale", owner=daemon_owner)
+    gone = await store.runs.start("incremental", 0, worker_id="gone", owner=daemon_owner)
+    finished = await store.runs.start(
         "backfill", 3, owner=Owner(me.hostname, reaped_pid(), me.space)
     )
-    await store.finish_run(finished, "ok", {}, None)
+    await store.runs.finish(finished, "ok", {}, None)
 
-    closed = await store.close_abandoned_runs(TTL)
+    closed = await store.runs.close_abandoned(TTL)
 
     assert set(closed) == {here_dead, stale, gone}
     runs = await runs_by_id(store)
@@ -72,7 +72,7 @@ async def test_only_runs_whose_owner_is_provably_gone_are_closed(store: MirrorSt
     assert runs[finished].status == "ok"
     assert runs[here_alive].hostname == me.hostname and runs[here_alive].pid == me.pid
     # Nothing left to prove: a second look changes nothing.
-    assert await store.close_abandoned_runs(TTL) == {}
+    assert await store.runs.close_abandoned(TTL) == {}
 
 
 async def test_the_next_pass_closes_a_killed_pass(store: MirrorStore, database_url: str) -> None:
@@ -81,7 +81,7 @@ async def test_the_next_pass_closes_a_killed_pass(store: MirrorStore, database_u
     url = await simulator.start("127.0.0.1", 0)
     try:
         me = current_owner()
-        killed = await store.start_run(
+        killed = await store.runs.start(
             "backfill", 3, owner=Owner(me.hostname, reaped_pid(), me.space)
         )
         report = await sync_pass(make_settings(url, database_url), store, PassMode.BACKFILL)

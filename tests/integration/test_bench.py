@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sync.signing import encode_body, signed_headers
+from sync.api.signing import encode_body, signed_headers
 from sync.sim import ENDPOINT, SimConfig, SimDataset, Simulator
 
 APP_ID, APP_KEY = "bench-test", "bench-test-key"

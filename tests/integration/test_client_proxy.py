@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from sync.client import TanmaClient, proxy_from_environment
+from sync.api.client import TanmaClient, proxy_from_environment
+from sync.domain.customers import CustomerKey
 from sync.sim import SimDataset
-from sync.store import CustomerKey
 from tests.helpers import make_settings
 from tests.reliability.tcp_proxy import TcpProxy
 

@@ -14,13 +14,13 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from sync import daemon as daemon_module
-from sync.client import TanmaClient
-from sync.daemon import Daemon
-from sync.fleet import FleetStore
-from sync.models import CustomerSchedule, SyncRun, utc_now
+from sync.api.client import TanmaClient
+from sync.daemon import daemon as daemon_module
+from sync.daemon.daemon import Daemon
+from sync.mirror.fleet import FleetStore
+from sync.mirror.models import CustomerSchedule, SyncRun, utc_now
+from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
-from sync.store import MirrorStore
 from tests.helpers import APP_ID, APP_KEY, make_settings
 from tests.integration.test_engine import import_all
 
@@ -112,7 +112,7 @@ async def test_metrics_parse_and_their_counters_match_the_database(
             await asyncio.sleep(1.5)
             status, served = await get(daemon, "/metrics")
         # Stopped: the database and the counters have settled; the same exposition, final.
-        text = generate_latest(daemon.metrics.registry).decode()
+        text = generate_latest(daemon.sweeper.metrics.registry).decode()
         sim_requests = simulator.stats.as_dict()["requests_total"]
     assert status == 200
     assert metric_values(served).keys() == metric_values(text).keys()

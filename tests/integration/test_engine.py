@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sync.customers_file import parse_customers
-from sync.errors import CredentialsRejected
-from sync.models import CustomerSyncState, RejectedRecordRow, SyncRun
-from sync.pager import PassMode
-from sync.service import sync_pass
+from sync.cli.passes import sync_pass
+from sync.domain.customers_file import parse_customers
+from sync.domain.errors import CredentialsRejected
+from sync.domain.pager import PassMode
+from sync.mirror.models import CustomerSyncState, RejectedRecordRow, SyncRun
+from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
-from sync.store import MirrorStore
 from tests.helpers import APP_ID, APP_KEY, assert_mirror_equals, fetch_mirror, make_settings
 
 StartSim = Callable[..., Any]
@@ -38,7 +38,7 @@ async def start_sim() -> AsyncIterator[StartSim]:
 async def import_all(store: MirrorStore, dataset: SimDataset) -> None:
     rows, problems = parse_customers(dataset.customers_csv().encode(), "customers.csv")
     assert not problems
-    await store.import_customers(rows)
+    await store.customers.import_rows(rows)
 
 
 async def test_backfill_mirrors_everything_then_a_quiet_run_costs_one_request_each(
@@ -294,7 +294,7 @@ async def test_a_resumed_pass_also_catches_what_arrived_above_it(
     cursor (new ones, and late ones below its stale top) for the pass after."""
     from datetime import UTC, datetime
 
-    from sync.pager import CustomerCursor
+    from sync.domain.pager import CustomerCursor
 
     dataset = SimDataset(seed=17, customers=4, mean_files=60)
     _, url = await start_sim(dataset)
@@ -306,7 +306,9 @@ async def test_a_resumed_pass_also_catches_what_arrived_above_it(
     listed = dataset.visible_records(busy)
     assert len(listed) > 40
     customer = next(
-        c for c in await store.customers() if c.customer_id == dataset.customer(busy).customer_id
+        c
+        for c in await store.customers.keys()
+        if c.customer_id == dataset.customer(busy).customer_id
     )
     # As if a walk from the current top had been killed three pages down.
     interrupted = CustomerCursor(
@@ -315,7 +317,7 @@ async def test_a_resumed_pass_also_catches_what_arrived_above_it(
         pass_top_id=listed[0]["id"],
         pass_started_at=datetime.now(UTC),
     )
-    await store.save_page(customer, [], [], interrupted, run_id=None, completed=False)
+    await store.pages.save(customer, [], [], interrupted, run_id=None, completed=False)
     late = dataset.add_record(busy, id=listed[5]["id"] - 1)
     new = dataset.add_record(busy)
 

@@ -19,13 +19,13 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.engine import DB_RETRY_WAITS_S
-from sync.errors import FatalError
-from sync.pager import PassMode
-from sync.service import sync_pass
-from sync.settings import Settings
+from sync.cli.passes import sync_pass
+from sync.config.settings import Settings
+from sync.domain.errors import FatalError
+from sync.domain.pager import PassMode
+from sync.engine.db_retry import DB_RETRY_WAITS_S
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
-from sync.store import MirrorStore
 from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.support import import_customers
 

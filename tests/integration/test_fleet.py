@@ -8,19 +8,19 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from sync.customers_file import CustomerRow
-from sync.errors import LeaseLost
-from sync.fleet import FleetStore
-from sync.models import CustomerSchedule, utc_now
-from sync.pager import CustomerCursor
-from sync.store import MirrorStore
+from sync.domain.customers_file import CustomerRow
+from sync.domain.errors import LeaseLost
+from sync.domain.pager import CustomerCursor
+from sync.mirror.fleet import FleetStore
+from sync.mirror.models import CustomerSchedule, utc_now
+from sync.mirror.store import MirrorStore
 
 TTL = 30.0
 
 
 async def add_customers(store: MirrorStore, count: int) -> FleetStore:
     rows = [CustomerRow(1000 + i, None, None, None, line=i + 2) for i in range(count)]
-    await store.import_customers(rows)
+    await store.customers.import_rows(rows)
     fleet = FleetStore(store.engine)
     assert await fleet.ensure_schedule_rows() == count
     assert await fleet.ensure_schedule_rows() == 0  # idempotent
@@ -59,8 +59,8 @@ async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) 
     customer = claim.customer
     fence = fleet.lease_fence("a", customer.ref, TTL)
     cursor = CustomerCursor(high_water_id=5)
-    await store.save_page(customer, [], [], cursor, run_id=None, completed=True, fence=fence)
-    assert (await store.load_cursor(customer.ref)).high_water_id == 5
+    await store.pages.save(customer, [], [], cursor, run_id=None, completed=True, fence=fence)
+    assert (await store.pages.load_cursor(customer.ref)).high_water_id == 5
 
     async with store.engine.begin() as conn:  # a expired; b took the customer over
         await conn.execute(
@@ -69,7 +69,7 @@ async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) 
             )
         )
     with pytest.raises(LeaseLost):
-        await store.save_page(
+        await store.pages.save(
             customer,
             [],
             [],
@@ -78,7 +78,7 @@ async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) 
             completed=True,
             fence=fence,
         )
-    assert (await store.load_cursor(customer.ref)).high_water_id == 5  # rolled back
+    assert (await store.pages.load_cursor(customer.ref)).high_water_id == 5  # rolled back
 
 
 async def test_finishing_plans_the_next_check_and_hands_the_lease_back(store: MirrorStore) -> None:
@@ -150,7 +150,7 @@ async def test_the_stalest_customer_is_the_one_checked_longest_ago(store: Mirror
     stalest = await fleet.stalest()
     assert stalest is not None and stalest.customers == 2 and stalest.label == "1000"
     (first, second) = await fleet.claim_due("a", 2, TTL, due_by=utc_now())
-    await store.save_page(first.customer, [], [], CustomerCursor(), run_id=None, completed=True)
+    await store.pages.save(first.customer, [], [], CustomerCursor(), run_id=None, completed=True)
     stalest = await fleet.stalest()
     assert stalest is not None and stalest.label == "1001"
     await fleet.release("a", [first.customer.ref, second.customer.ref])

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from sync import db
-from sync.models import Base
+from sync.mirror import database as db
+from sync.mirror.models import Base
 
 
 async def test_migrations_build_exactly_the_models(database_url: str) -> None:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from sync.signing import encode_body, sign, signed_headers
+from sync.api.signing import encode_body, sign, signed_headers
 from sync.sim import ENDPOINT, FAULT_KINDS, SimConfig, SimDataset, SimThread, Simulator
 
 APP_ID, APP_KEY = "demo-app", "demo-key"

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select, text
 
-from sync.customers_file import CustomerRow
-from sync.models import CustomerFile, CustomerSyncState, RejectedRecordRow
-from sync.pager import CustomerCursor, VanishedCheck
-from sync.records import FileRecord, RejectedRecord, parse_record
-from sync.store import MirrorStore
+from sync.domain.customers_file import CustomerRow
+from sync.domain.pager import CustomerCursor, VanishedCheck
+from sync.domain.records import FileRecord, RejectedRecord, parse_record
+from sync.mirror.models import CustomerFile, CustomerSyncState, RejectedRecordRow
+from sync.mirror.store import MirrorStore
 
 
 def api_record(record_id: int, **changes: object) -> dict:
@@ -47,8 +47,10 @@ def parsed(*raws: dict) -> list[FileRecord]:
 
 
 async def one_customer(store: MirrorStore):  # type: ignore[no-untyped-def]
-    await store.import_customers([CustomerRow(460155938357312, "zhangwei", None, 446755638177856)])
-    (customer,) = await store.customers()
+    await store.customers.import_rows(
+        [CustomerRow(460155938357312, "zhangwei", None, 446755638177856)]
+    )
+    (customer,) = await store.customers.keys()
     return customer
 
 
@@ -58,7 +60,7 @@ async def test_page_rows_and_cursor_commit_together(store: MirrorStore) -> None:
     cursor = CustomerCursor(
         pass_cursor_id=big, pass_top_id=big + 1, pass_started_at=datetime.now(UTC)
     )
-    counts = await store.save_page(
+    counts = await store.pages.save(
         customer,
         parsed(api_record(big + 1), api_record(big)),
         [],
@@ -67,7 +69,7 @@ async def test_page_rows_and_cursor_commit_together(store: MirrorStore) -> None:
         completed=False,
     )
     assert (counts.inserted, counts.updated, counts.unchanged) == (2, 0, 0)
-    assert await store.load_cursor(customer.ref) == cursor
+    assert await store.pages.load_cursor(customer.ref) == cursor
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(CustomerFile).order_by(CustomerFile.id))).all()
     assert [r.id for r in rows] == [big, big + 1]
@@ -80,7 +82,7 @@ async def test_page_rows_and_cursor_commit_together(store: MirrorStore) -> None:
 async def test_a_failing_page_leaves_neither_rows_nor_cursor(store: MirrorStore) -> None:
     customer = await one_customer(store)
     good = CustomerCursor(pass_cursor_id=100, pass_top_id=200, pass_started_at=datetime.now(UTC))
-    await store.save_page(
+    await store.pages.save(
         customer, parsed(api_record(200), api_record(100)), [], good, run_id=None, completed=False
     )
     # A row the database refuses (the customer row does not exist) fails the whole transaction.
@@ -88,7 +90,7 @@ async def test_a_failing_page_leaves_neither_rows_nor_cursor(store: MirrorStore)
         ref=customer.ref + 999, customer_id=1, external_user_id=None, user_id=None, sales_id=None
     )
     with pytest.raises(Exception):  # noqa: B017 - the driver's integrity error, whichever it is
-        await store.save_page(
+        await store.pages.save(
             broken,
             parsed(api_record(50)),
             [],
@@ -96,7 +98,7 @@ async def test_a_failing_page_leaves_neither_rows_nor_cursor(store: MirrorStore)
             run_id=None,
             completed=False,
         )
-    assert await store.load_cursor(customer.ref) == good
+    assert await store.pages.load_cursor(customer.ref) == good
     async with store.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(CustomerFile)) == 2
 
@@ -104,10 +106,10 @@ async def test_a_failing_page_leaves_neither_rows_nor_cursor(store: MirrorStore)
 async def test_counts_updates_and_unchanged_and_repeats_in_a_page(store: MirrorStore) -> None:
     customer = await one_customer(store)
     cursor = CustomerCursor(high_water_id=300)
-    await store.save_page(
+    await store.pages.save(
         customer, parsed(api_record(300), api_record(200)), [], cursor, run_id=None, completed=True
     )
-    counts = await store.save_page(
+    counts = await store.pages.save(
         customer,
         parsed(
             api_record(300, fileName="改名了"), api_record(200), api_record(200), api_record(100)
@@ -127,7 +129,7 @@ async def test_counts_updates_and_unchanged_and_repeats_in_a_page(store: MirrorS
 
 async def test_vanished_records_are_marked_and_cleared_on_return(store: MirrorStore) -> None:
     customer = await one_customer(store)
-    await store.save_page(
+    await store.pages.save(
         customer,
         parsed(api_record(3), api_record(2), api_record(1)),
         [],
@@ -136,7 +138,7 @@ async def test_vanished_records_are_marked_and_cleared_on_return(store: MirrorSt
         completed=True,
     )
     started = datetime.now(UTC)
-    counts = await store.save_page(
+    counts = await store.pages.save(
         customer,
         parsed(api_record(3), api_record(1)),
         [],
@@ -157,7 +159,7 @@ async def test_vanished_records_are_marked_and_cleared_on_return(store: MirrorSt
             .all()
         )
     assert deleted == [2]
-    counts = await store.save_page(
+    counts = await store.pages.save(
         customer,
         parsed(api_record(2)),
         [],
@@ -181,7 +183,7 @@ async def test_rejected_items_are_kept_once_with_their_reason(store: MirrorStore
     ]
     assert all(isinstance(b, RejectedRecord) for b in bad)
     for _ in range(2):
-        await store.save_page(customer, [], bad, CustomerCursor(), run_id=None, completed=True)  # type: ignore[arg-type]
+        await store.pages.save(customer, [], bad, CustomerCursor(), run_id=None, completed=True)  # type: ignore[arg-type]
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(RejectedRecordRow).order_by(RejectedRecordRow.id))).all()
     assert len(rows) == 2
@@ -194,12 +196,12 @@ async def test_failure_is_recorded_without_touching_the_cursor(store: MirrorStor
     cursor = CustomerCursor(
         high_water_id=10, pass_cursor_id=5, pass_top_id=20, pass_started_at=datetime.now(UTC)
     )
-    await store.save_page(
+    await store.pages.save(
         customer, parsed(api_record(20)), [], cursor, run_id=None, completed=False
     )
-    await store.record_failure(customer.ref, "HTTP 502")
-    await store.record_failure(customer.ref, "HTTP 503")
-    assert await store.load_cursor(customer.ref) == cursor
+    await store.pages.record_failure(customer.ref, "HTTP 502")
+    await store.pages.record_failure(customer.ref, "HTTP 503")
+    assert await store.pages.load_cursor(customer.ref) == cursor
     async with store.engine.connect() as conn:
         state = (await conn.execute(select(CustomerSyncState))).one()
     assert (state.last_error, state.consecutive_failures) == ("HTTP 503", 2)
@@ -207,26 +209,26 @@ async def test_failure_is_recorded_without_touching_the_cursor(store: MirrorStor
 
 async def test_import_is_idempotent_and_merges_identities(store: MirrorStore) -> None:
     rows = [CustomerRow(1, "u1", "wm-a", 11), CustomerRow(None, "u2", "wm-b", None)]
-    first = await store.import_customers(rows)
-    again = await store.import_customers(rows)
+    first = await store.customers.import_rows(rows)
+    again = await store.customers.import_rows(rows)
     assert (first.added, again.added, again.updated, again.unchanged) == (2, 0, 0, 2)
     # Learning the Tanmarket id of a customer first known by its WeCom id updates that row.
-    learned = await store.import_customers([CustomerRow(2, None, "wm-b", 22)])
+    learned = await store.customers.import_rows([CustomerRow(2, None, "wm-b", 22)])
     assert (learned.added, learned.updated) == (0, 1)
-    customers = await store.customers()
+    customers = await store.customers.keys()
     assert [(c.customer_id, c.external_user_id, c.user_id, c.sales_id) for c in customers] == [
         (1, "wm-a", "u1", 11),
         (2, "wm-b", "u2", 22),
     ]
-    assert [c.customer_id for c in await store.customers(["wm-b"])] == [2]
-    assert [c.customer_id for c in await store.customers(["1"])] == [1]
+    assert [c.customer_id for c in await store.customers.keys(["wm-b"])] == [2]
+    assert [c.customer_id for c in await store.customers.keys(["1"])] == [1]
 
 
 async def test_every_statement_binds_its_data(store: MirrorStore) -> None:
     """A record full of SQL metacharacters lands verbatim (nothing is string-built)."""
     customer = await one_customer(store)
     nasty = "'); DROP TABLE customer_files; -- \" \\ %s :name ?"
-    await store.save_page(
+    await store.pages.save(
         customer,
         parsed(api_record(7, fileName=nasty, authorName=nasty)),
         [],
@@ -243,10 +245,10 @@ async def test_a_line_that_contradicts_known_identities_is_set_aside_not_fatal(
 ) -> None:
     """Regression: such a line used to abort the whole import (unique violation) or silently
     move one customer's WeCom id onto another."""
-    await store.import_customers(
+    await store.customers.import_rows(
         [CustomerRow(1, None, "wm-a", None), CustomerRow(2, None, "wm-b", None)]
     )
-    counts = await store.import_customers(
+    counts = await store.customers.import_rows(
         [
             CustomerRow(1, None, "wm-b", None, line=2),  # wm-b is customer 2's
             CustomerRow(3, None, "wm-a", None, line=3),  # wm-a is customer 1's
@@ -256,7 +258,7 @@ async def test_a_line_that_contradicts_known_identities_is_set_aside_not_fatal(
     assert (counts.added, counts.updated) == (1, 0)
     assert [c.line for c in counts.conflicts] == [2, 3]
     assert "wm-b" in counts.conflicts[0].reason and "2" in counts.conflicts[0].reason
-    customers = await store.customers()
+    customers = await store.customers.keys()
     assert [(c.customer_id, c.external_user_id) for c in customers] == [
         (1, "wm-a"),
         (2, "wm-b"),

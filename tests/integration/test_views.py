@@ -23,15 +23,18 @@ from alembic import command
 from sqlalchemy import inspect, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync import db, reports
-from sync.customers_file import CustomerRow, parse_customers
-from sync.models import CustomerSyncState
-from sync.pager import CustomerCursor, PassMode, begin_pass
-from sync.records import CHINA_TZ, FileRecord, parse_record
-from sync.service import sync_pass
+from sync.cli.passes import sync_pass
+from sync.domain.chinatime import CHINA_TZ
+from sync.domain.customers import CustomerKey
+from sync.domain.customers_file import CustomerRow, parse_customers
+from sync.domain.pager import CustomerCursor, PassMode, begin_pass
+from sync.domain.records import FileRecord, parse_record
+from sync.mirror import database as db
+from sync.mirror import reports
+from sync.mirror.models import CustomerSyncState
+from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
 from sync.sim.dataset import is_usable_id
-from sync.store import CustomerKey, MirrorStore
 from tests.conftest import BACKENDS, drop_database_url, new_database_url, require_backend
 from tests.helpers import APP_ID, APP_KEY, make_settings
 
@@ -90,7 +93,7 @@ async def _sync_twins(urls: dict[str, str]) -> Twins:
                 await sync_pass(settings, store, mode)
 
         for store in stores.values():
-            await store.import_customers(rows)
+            await store.customers.import_rows(rows)
         await each(PassMode.BACKFILL)
         everyone = range(dataset.customer_count)
         emptied = next(i for i in everyone if 0 < len(dataset.visible_records(i)) <= 5)
@@ -111,19 +114,22 @@ async def _sync_twins(urls: dict[str, str]) -> Twins:
             assert found is not None
             return found.index
 
-        customers = await stores["sqlite"].customers()
+        customers = await stores["sqlite"].customers.keys()
         busy = [c for c in customers if dataset.visible_records(index(c))]
         failing, incomplete = busy[1], busy[2]
         for store in stores.values():
-            await store.import_customers([CustomerRow(None, None, NEVER_SYNCED, None)])
-            await store.record_failure(failing.ref, FAILURE)
+            await store.customers.import_rows([CustomerRow(None, None, NEVER_SYNCED, None)])
+            await store.pages.record_failure(failing.ref, FAILURE)
             # An interrupted pass: begun, one page written, never finished.
             cursor = begin_pass(
-                await store.load_cursor(incomplete.ref), PassMode.BACKFILL, 0, datetime.now(UTC)
+                await store.pages.load_cursor(incomplete.ref),
+                PassMode.BACKFILL,
+                0,
+                datetime.now(UTC),
             )
             top = dataset.visible_records(index(incomplete))[0]["id"]
             cursor = dataclasses.replace(cursor, pass_cursor_id=top, pass_top_id=top)
-            await store.save_page(incomplete, [], [], cursor, run_id=None, completed=False)
+            await store.pages.save(incomplete, [], [], cursor, run_id=None, completed=False)
         return Twins(
             urls=urls,
             dataset=dataset,
@@ -211,7 +217,9 @@ async def test_the_report_query_reads_the_view_as_python_values(
     twins: Twins, engines: dict[str, AsyncEngine], report: reports.Report
 ) -> None:
     typed = {
-        b: reports.ordered(report, await MirrorStore(e).report_rows(reports.report_query(report)))
+        b: reports.ordered(
+            report, await MirrorStore(e).reads.report_rows(reports.report_query(report))
+        )
         for b, e in engines.items()
     }
     # Durations tick between two reads; the cross-database test compares them.
@@ -283,7 +291,7 @@ def _measures(row: dict[str, Any], customers: bool = True) -> tuple[Any, ...]:
 
 async def read_report(engine: AsyncEngine, name: str, since: date | None = None) -> list[dict]:
     report = reports.find_report(name)
-    rows = await MirrorStore(engine).report_rows(reports.report_query(report, since))
+    rows = await MirrorStore(engine).reads.report_rows(reports.report_query(report, since))
     return reports.ordered(report, rows)  # type: ignore[return-value]
 
 
@@ -293,7 +301,7 @@ async def test_the_views_count_what_the_simulator_serves(
 ) -> None:
     engine = engines[backend]
     files = live_files(twins.dataset)
-    refs = {c.customer_id: c.ref for c in await MirrorStore(engine).customers()}
+    refs = {c.customer_id: c.ref for c in await MirrorStore(engine).customers.keys()}
 
     per_customer = {
         r["customer_id"]: _measures(r, customers=False)
@@ -361,7 +369,7 @@ async def test_since_recounts_only_files_from_that_china_day(
     days = sorted(d for d in map(china_day, files) if d is not None)
     since = days[len(days) // 2]
     recent = [f for f in files if (china_day(f) or date.min) >= since]
-    refs = {c.customer_id: c.ref for c in await MirrorStore(engine).customers()}
+    refs = {c.customer_id: c.ref for c in await MirrorStore(engine).customers.keys()}
 
     for name in ("files_per_customer", "files_per_author", "files_per_type", "files_per_day"):
         # From before the first file, --since changes nothing.
@@ -403,8 +411,8 @@ INSTANTS = {
 
 
 async def _store_boundary_files(store: MirrorStore) -> None:
-    await store.import_customers([CustomerRow(9001, None, None, None)])
-    [customer] = await store.customers()
+    await store.customers.import_rows([CustomerRow(9001, None, None, None)])
+    [customer] = await store.customers.keys()
     records = []
     for record_id, (create_time, _) in API_TIMES.items():
         parsed = parse_record(
@@ -423,7 +431,7 @@ async def _store_boundary_files(store: MirrorStore) -> None:
     unknown = parse_record({"id": 9, "customerId": 9001, "createTime": "2024-03-05 12:00:00"})
     assert isinstance(unknown, FileRecord) and unknown.file_type is None
     records.append(unknown)
-    await store.save_page(customer, records, [], CustomerCursor(), run_id=None, completed=True)
+    await store.pages.save(customer, records, [], CustomerCursor(), run_id=None, completed=True)
 
 
 async def test_the_china_day_turns_at_16_00_utc(store: MirrorStore) -> None:
@@ -471,11 +479,11 @@ async def test_the_china_day_ignores_the_session_time_zone(store: MirrorStore, z
 
 
 async def test_staleness_counts_seconds_since_the_last_success(store: MirrorStore) -> None:
-    await store.import_customers(
+    await store.customers.import_rows(
         [CustomerRow(1, None, None, None), CustomerRow(2, None, None, None)]
     )
-    first, second = await store.customers()
-    await store.save_page(first, [], [], CustomerCursor(), run_id=None, completed=True)
+    first, second = await store.customers.keys()
+    await store.pages.save(first, [], [], CustomerCursor(), run_id=None, completed=True)
     day_ago = datetime.now(UTC) - timedelta(days=1)
     async with store.engine.begin() as conn:
         await conn.execute(
@@ -490,8 +498,8 @@ async def test_staleness_counts_seconds_since_the_last_success(store: MirrorStor
     assert health[second.ref]["staleness_seconds"] is None
     assert health[second.ref]["consecutive_failures"] == 0
 
-    await store.record_failure(first.ref, "timeout")
-    await store.record_failure(first.ref, "timeout again")
+    await store.pages.record_failure(first.ref, "timeout")
+    await store.pages.record_failure(first.ref, "timeout again")
     health = {r["customer_ref"]: r for r in await read_report(store.engine, "sync_health")}
     assert health[first.ref]["state"] == "failing"
     assert health[first.ref]["consecutive_failures"] == 2

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sync.db import create_engine
-from sync.models import Customer, CustomerFile, CustomerSyncState, SyncRun
-from sync.records import FileRecord, parse_record
+from sync.domain.records import FileRecord, parse_record
+from sync.mirror.database import create_engine
+from sync.mirror.models import Customer, CustomerFile, CustomerSyncState, SyncRun
 from sync.sim import SimDataset, SimThread, is_usable_id
 from tests.helpers import DERIVED
 

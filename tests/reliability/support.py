@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sync.customers_file import parse_customers
+from sync.domain.customers_file import parse_customers
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
-from sync.store import MirrorStore
 
 
 async def import_customers(store: MirrorStore, dataset: SimDataset) -> int:
     """Every customer of the data set, through the same parser the CLI uses."""
     rows, problems = parse_customers(dataset.customers_csv().encode(), "customers.csv")
     assert not problems, problems
-    counts = await store.import_customers(rows)
+    counts = await store.customers.import_rows(rows)
     return counts.added

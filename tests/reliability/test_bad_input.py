@@ -20,18 +20,18 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from sync import db
-from sync.customers_file import CustomerRow
-from sync.engine import split_items
-from sync.errors import SyncError
-from sync.jsoncodec import decode_json
-from sync.models import CustomerFile, RejectedRecordRow
-from sync.pager import CustomerCursor, PageVerdict, PassMode, begin_pass, step
-from sync.records import MAX_BIGINT, FileRecord, RejectedRecord, parse_record, to_json_text
-from sync.responses import FilePage, classify_response
-from sync.service import sync_pass
+from sync.api.responses import FilePage, classify_response
+from sync.cli.passes import sync_pass
+from sync.domain.customers_file import CustomerRow
+from sync.domain.errors import SyncError
+from sync.domain.jsoncodec import decode_json
+from sync.domain.pager import CustomerCursor, PageVerdict, PassMode, begin_pass, step
+from sync.domain.records import MAX_BIGINT, FileRecord, RejectedRecord, parse_record, to_json_text
+from sync.engine.passes import split_items
+from sync.mirror import database as db
+from sync.mirror.models import CustomerFile, RejectedRecordRow
+from sync.mirror.store import MirrorStore
 from sync.sim import HOSTILE_KINDS, POISON_KINDS, UNUSABLE_ID_KINDS, SimDataset
-from sync.store import MirrorStore
 from tests.helpers import DERIVED, assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.conftest import SEED, Scale
 from tests.reliability.figures import Figures
@@ -264,15 +264,15 @@ def test_hostile_pages_are_stored_or_set_aside_in_the_database(
         engine = db.create_engine(database_url)
         runner.run(db.upgrade(engine))
         store = MirrorStore(engine)
-        runner.run(store.import_customers([CustomerRow(1, None, None, None)]))
-        customer = runner.run(store.customers())[0]
+        runner.run(store.customers.import_rows([CustomerRow(1, None, None, None)]))
+        customer = runner.run(store.customers.keys())[0]
 
         @_hypothesis(scale.store_examples)
         @given(st.lists(any_records(_pooled_ids), min_size=1, max_size=6))
         def check(items: list[Any]) -> None:
             kept, rejected = split_items(items)
             runner.run(
-                store.save_page(
+                store.pages.save(
                     customer, kept, rejected, CustomerCursor(), run_id=None, completed=True
                 )
             )

@@ -12,12 +12,13 @@ import asyncio
 
 import pytest
 
-from sync.client import TanmaClient
-from sync.engine import SyncEngine
-from sync.errors import ClockSkew
-from sync.pager import PassMode
+from sync.api.client import TanmaClient
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import ClockSkew
+from sync.domain.pager import PassMode
+from sync.engine.passes import SyncEngine
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
-from sync.store import CustomerKey, MirrorStore
 from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.figures import Figures
 from tests.reliability.support import import_customers
@@ -45,7 +46,7 @@ async def test_a_skewed_clock_costs_one_1003_per_run(
     for _ in range(2):  # each run starts from our own clock again
         async with TanmaClient(settings) as client:
             report = await SyncEngine(settings, store, client).run_pass(
-                PassMode.BACKFILL, await store.customers()
+                PassMode.BACKFILL, await store.customers.keys()
             )
         assert report.status == "ok", report.failures
         assert abs(client.clock_offset_ms - direction * SKEW_S * 1000) <= OFFSET_SLACK_MS
@@ -86,7 +87,7 @@ async def test_a_1003_does_not_use_up_the_only_attempt(
     settings = make_settings(sim.base_url, database_url, sync_max_attempts=1, sync_page_size=5)
     async with TanmaClient(settings) as client:
         report = await SyncEngine(settings, store, client).run_pass(
-            PassMode.BACKFILL, await store.customers()
+            PassMode.BACKFILL, await store.customers.keys()
         )
     assert report.status == "ok", report.failures
     assert report.totals.customers_ok == 6

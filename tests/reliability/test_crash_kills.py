@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from sync.settings import load_settings
+from sync.config.settings import load_settings
 from sync.sim import SimDataset
 from tests.cli_support import Cli, run_and_kill
 from tests.reliability.conftest import SEED, Scale

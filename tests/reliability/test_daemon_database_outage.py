@@ -17,14 +17,14 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from sync import db
-from sync.client import TanmaClient
-from sync.daemon import Daemon
-from sync.engine import DB_RETRY_WAITS_S
-from sync.fleet import FleetStore
-from sync.models import CustomerSchedule, SyncRun
+from sync.api.client import TanmaClient
+from sync.daemon.daemon import Daemon
+from sync.engine.db_retry import DB_RETRY_WAITS_S
+from sync.mirror import database as db
+from sync.mirror.fleet import FleetStore
+from sync.mirror.models import CustomerSchedule, SyncRun
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
-from sync.store import MirrorStore
 from tests.helpers import make_settings
 from tests.reliability.conftest import SEED
 from tests.reliability.figures import Figures
@@ -99,7 +99,7 @@ async def test_database_outage_while_the_lease_feed_works(
                     await asyncio.wait_for(daemon.started.wait(), 30)
                     while not _seen(logs, *MET) and proxy.cuts < MAX_OUTAGES:
                         # A moment into a sweep, while workers claim and finish customers.
-                        await _until(lambda: daemon._feed is not None, 30, "sweep")
+                        await _until(lambda: daemon.sweeper._feed is not None, 30, "sweep")
                         await asyncio.sleep(0.3 + 0.1 * proxy.cuts)
                         await asyncio.to_thread(proxy.cut)
                         await asyncio.sleep(OUTAGE_S)
@@ -107,7 +107,7 @@ async def test_database_outage_while_the_lease_feed_works(
                     back = loop.time()
 
                     def swept_since_back() -> bool:
-                        done = daemon.state.last_ok_pass_at
+                        done = daemon.sweeper.state.last_ok_pass_at
                         return done is not None and done > back and not task.done()
 
                     await _until(swept_since_back, 60, "completed sweep after the outages")

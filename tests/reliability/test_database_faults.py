@@ -23,13 +23,13 @@ import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from sync import db
-from sync.engine import DB_RETRY_WAITS_S
-from sync.errors import FatalError
-from sync.pager import PassMode
-from sync.service import sync_pass
+from sync.cli.passes import sync_pass
+from sync.domain.errors import FatalError
+from sync.domain.pager import PassMode
+from sync.engine.db_retry import DB_RETRY_WAITS_S
+from sync.mirror import database as db
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
-from sync.store import MirrorStore
 from tests.cli_support import cli_for
 from tests.conftest import PG_ADMIN_URL, new_database_url
 from tests.helpers import make_settings

@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import random
 
-from sync.client import TanmaClient
-from sync.engine import SyncEngine
-from sync.errors import TransientError
-from sync.pager import PassMode
+from sync.api.client import TanmaClient
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import TransientError
+from sync.domain.pager import PassMode
+from sync.engine.passes import SyncEngine
+from sync.mirror.store import MirrorStore
 from sync.sim import FAULT_KINDS, SimDataset
-from sync.store import CustomerKey, MirrorStore
 from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.conftest import SEED, Scale
 from tests.reliability.figures import Figures
@@ -103,7 +104,7 @@ async def test_all_faults_at_once_lose_nothing_and_stay_in_bounds(
 
     async with TanmaClient(settings) as client:
         engine = SyncEngine(settings, store, client)
-        report = await engine.run_pass(PassMode.BACKFILL, await store.customers())
+        report = await engine.run_pass(PassMode.BACKFILL, await store.customers.keys())
     client_saw = dict(client.outcomes)
     stats = sim.call(sim.sim.stats.as_dict)
     faults = stats["faults"]

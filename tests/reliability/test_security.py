@@ -15,12 +15,13 @@ import pytest
 from aiohttp import web
 from sqlalchemy import event, text
 
-from sync.client import LIST_FILES_PATH, TanmaClient
-from sync.errors import CustomerError, FatalError
-from sync.pager import PassMode
-from sync.service import sync_pass
+from sync.api.client import LIST_FILES_PATH, TanmaClient
+from sync.cli.passes import sync_pass
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import CustomerError, FatalError
+from sync.domain.pager import PassMode
+from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
-from sync.store import CustomerKey, MirrorStore
 from tests.cli_support import PROJECT, Cli, Result
 from tests.helpers import (
     APP_ID,

@@ -9,10 +9,10 @@ from collections import Counter
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from sync.client import TanmaClient
-from sync.errors import TransientError
+from sync.api.client import TanmaClient
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import TransientError
 from sync.sim import FAULT_KINDS, FaultPolicy, SimDataset
-from sync.store import CustomerKey
 from tests.helpers import make_settings
 from tests.reliability.conftest import SEED, Scale
 from tests.reliability.figures import Figures

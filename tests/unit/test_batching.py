@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from sync.batching import Batcher
+from sync.mirror.batching import Batcher
 
 
 class Recorder:

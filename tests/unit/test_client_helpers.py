@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.client import parse_http_date, parse_retry_after, request_payload
-from sync.signing import encode_body
-from sync.store import CustomerKey
+from sync.api.client import parse_http_date, parse_retry_after, request_payload
+from sync.api.signing import encode_body
+from sync.domain.customers import CustomerKey
 
 
 def key(

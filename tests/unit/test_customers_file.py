@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sync.customers_file import (
+from sync.domain.customers_file import (
     COLUMNS,
     CustomerRow,
     CustomersFileError,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from sync.db import describe_db_error, is_transient_db_error
+from sync.mirror.database import describe_db_error, is_transient_db_error
 
 
 class _PostgresError(Exception):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.durations import parse_duration
+from sync.domain.durations import parse_duration
 
 
 @pytest.mark.parametrize(

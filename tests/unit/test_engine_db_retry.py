@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 import structlog
 
-from sync.engine import _retry_db, _whole
+from sync.engine.db_retry import retry_db, whole
 
 
 async def test_a_shutdown_during_a_write_that_then_fails_is_delivered_not_retried() -> None:
@@ -24,7 +24,7 @@ async def test_a_shutdown_during_a_write_that_then_fails_is_delivered_not_retrie
         await release.wait()
         raise ConnectionResetError(104, "Connection reset by peer")
 
-    task = asyncio.create_task(_retry_db(partial(_whole, write), structlog.get_logger()))
+    task = asyncio.create_task(retry_db(partial(whole, write), structlog.get_logger()))
     await started.wait()
     task.cancel()
     await asyncio.sleep(0.01)

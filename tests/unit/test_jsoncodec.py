@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sync.jsoncodec import decode_json, encode_json
+from sync.domain.jsoncodec import decode_json, encode_json
 
 
 def page(*items: str) -> bytes:

@@ -8,7 +8,7 @@ import sys
 
 import structlog
 
-from sync.logs import REDACTED, SecretScrubber, configure_logging
+from sync.cli.logs import REDACTED, SecretScrubber, configure_logging
 
 KEY = "k3y-0f-the-app-9f8e7d"
 

@@ -6,15 +6,10 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sync.durations import format_duration, parse_duration
-from sync.observe import (
-    CUSTOMER_RESULTS,
-    PASS_STATUSES,
-    RECORD_ACTIONS,
-    DaemonMetrics,
-    HealthFacts,
-    assess_health,
-)
+from sync.daemon.health import HealthFacts, assess_health
+from sync.daemon.metrics import CUSTOMER_RESULTS, PASS_STATUSES, DaemonMetrics
+from sync.domain.durations import format_duration, parse_duration
+from sync.domain.tally import RECORD_ACTIONS
 
 BOUND = 6 * 3600.0
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync.owners import (
+from sync.mirror.owners import (
     ABANDONED_SUMMARY,
     Owner,
     RunOwnerFacts,

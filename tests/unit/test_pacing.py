@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sync.pacing import RequestPacer
+from sync.api.pacing import RequestPacer
 
 
 async def _starts(pacer: RequestPacer, workers: int, total: int, busy_s: float) -> list[float]:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.pager import (
+from sync.domain.pager import (
     CustomerCursor,
     PageStep,
     PageVerdict,

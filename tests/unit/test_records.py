@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.records import (
+from sync.domain.chinatime import parse_china_time
+from sync.domain.records import (
     FileRecord,
     RejectedRecord,
-    parse_china_time,
     parse_record,
     parse_size,
     record_id_of,

@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sync import reports
-from sync.reports import Kind, OutputFormat, ReportUsageError, Since
+from sync.mirror import reports
+from sync.mirror.reports import Kind, OutputFormat, ReportUsageError, Since
 
 
 def by_name(name: str) -> reports.Report:

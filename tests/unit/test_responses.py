@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.errors import (
+from sync.api.responses import FilePage, classify_response
+from sync.domain.errors import (
     ClockSkew,
     ConfigError,
     CredentialsRejected,
@@ -17,7 +18,6 @@ from sync.errors import (
     SyncError,
     TransientError,
 )
-from sync.responses import FilePage, classify_response
 from tests.samples import SAMPLE_BODY
 
 HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.errors import ConfigError
-from sync.schedule import (
+from sync.daemon.daemon import daemon_schedule
+from sync.daemon.schedule import (
+    DaemonSchedule,
     PollPolicy,
     crontab_weekdays,
     next_due,
@@ -18,6 +19,7 @@ from sync.schedule import (
     rate_share,
     retry_due,
 )
+from sync.domain.errors import ConfigError
 from tests.helpers import make_settings
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -78,32 +80,42 @@ def test_bad_cadences_say_what_is_wrong(text: str, fragment: str) -> None:
         parse_cadence(text, "UTC")
 
 
+def schedule_of(**settings: object) -> DaemonSchedule:
+    return daemon_schedule(make_settings("http://x", "sqlite:///x.db", **settings))
+
+
 def test_daemon_settings_errors_name_the_setting() -> None:
     with pytest.raises(ConfigError, match="SYNC_SCHEDULE: 'whenever'"):
-        make_settings("http://x", "sqlite:///x.db", sync_schedule="whenever")
+        schedule_of(sync_schedule="whenever")
     with pytest.raises(ConfigError, match="SYNC_FULL_SCHEDULE"):
-        make_settings("http://x", "sqlite:///x.db", sync_full_schedule="* * *")
+        schedule_of(sync_full_schedule="* * *")
     with pytest.raises(ConfigError, match=r"SYNC_MAX_STALENESS .* must be longer"):
-        make_settings("http://x", "sqlite:///x.db", sync_schedule="1h", sync_max_staleness="30m")
+        schedule_of(sync_schedule="1h", sync_max_staleness="30m")
     with pytest.raises(ConfigError, match="SYNC_POLL_MAX_INTERVAL"):
-        make_settings("http://x", "sqlite:///x.db", sync_poll_max_interval="1m")
+        schedule_of(sync_poll_max_interval="1m")
     with pytest.raises(ConfigError, match="SYNC_SCHEDULE_TIMEZONE"):
         make_settings("http://x", "sqlite:///x.db", sync_schedule_timezone="Mars/Olympus")
     with pytest.raises(ConfigError, match="SYNC_HTTP_LISTEN"):
         make_settings("http://x", "sqlite:///x.db", sync_http_listen="9477")
 
 
+def test_settings_do_not_parse_the_daemon_schedules() -> None:
+    """Only the daemon needs them: other commands run whatever SYNC_SCHEDULE says."""
+    make_settings("http://x", "sqlite:///x.db", sync_schedule="whenever")
+
+
 def test_daemon_setting_values_read_as_documented() -> None:
     settings = make_settings(
         "http://x", "sqlite:///x.db", sync_full_schedule="off", sync_http_listen="[::1]:9000"
     )
-    assert settings.full_cadence is None
+    schedule = daemon_schedule(settings)
+    assert schedule.full is None
     assert settings.http_listen_address == ("::1", 9000)
     assert (
         make_settings("http://x", "sqlite:///x.db", sync_http_listen="off").http_listen_address
         is None
     )
-    assert settings.poll_policy == PollPolicy(900, 4 * 3600, 6 * 3600)
+    assert schedule.policy == PollPolicy(900, 4 * 3600, 6 * 3600)
 
 
 def test_the_interval_halves_on_news_and_doubles_on_quiet_within_bounds() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import ConfigError
-from sync.settings import Settings, load_settings
+from sync.config.settings import Settings, load_settings
+from sync.domain.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

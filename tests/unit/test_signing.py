@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sync.signing import encode_body, sign, signed_headers
+from sync.api.signing import encode_body, sign, signed_headers
 
 APP_ID = "demo-app"
 TIMESTAMP = "1700000000000"

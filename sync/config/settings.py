@@ -6,6 +6,7 @@ A missing or malformed setting becomes one line that names it (``ConfigError``),
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,13 +17,11 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sync.durations import parse_duration
-from sync.errors import ConfigError
-from sync.schedule import Cadence, PollPolicy, parse_cadence
+from sync.domain.durations import parse_duration
+from sync.domain.errors import ConfigError
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -59,7 +58,7 @@ class Settings(BaseSettings):
     sync_log_format: Literal["auto", "console", "json", "logfmt"] = "auto"
     sync_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    # The daemon (see sync/schedule.py for how these combine).
+    # The daemon (sync/daemon/schedule.py parses the schedules, once, when a daemon starts).
     sync_schedule: str = "15m"
     sync_full_schedule: str = "0 3 * * 0"
     sync_schedule_timezone: str = "Asia/Shanghai"
@@ -111,39 +110,7 @@ class Settings(BaseSettings):
         parse_listen_address(value)
         return value.strip()
 
-    @model_validator(mode="after")
-    def _schedules(self) -> Settings:
-        for name in ("sync_schedule", "sync_full_schedule"):
-            text = getattr(self, name)
-            if name == "sync_full_schedule" and text.strip().lower() in _OFF:
-                continue
-            try:
-                parse_cadence(text, self.sync_schedule_timezone)
-            except ValueError as exc:
-                raise ValueError(f"setting {name.upper()}: {exc}") from None
-        self.poll_policy  # noqa: B018 - validates the bounds against each other
-        return self
-
-    @property
-    def sweep_cadence(self) -> Cadence:
-        return parse_cadence(self.sync_schedule, self.sync_schedule_timezone)
-
-    @property
-    def full_cadence(self) -> Cadence | None:
-        """The full-reconcile schedule, or None when SYNC_FULL_SCHEDULE is off."""
-        if self.sync_full_schedule.strip().lower() in _OFF:
-            return None
-        return parse_cadence(self.sync_full_schedule, self.sync_schedule_timezone)
-
-    @property
-    def poll_policy(self) -> PollPolicy:
-        return PollPolicy(
-            min_interval=self.sweep_cadence.longest_gap_s,
-            max_interval=self.sync_poll_max_interval,
-            max_staleness=self.sync_max_staleness,
-        )
-
-    @property
+    @cached_property
     def http_listen_address(self) -> tuple[str, int] | None:
         return parse_listen_address(self.sync_http_listen)
 
@@ -169,10 +136,15 @@ class Settings(BaseSettings):
 _OFF = frozenset({"", "off", "none", "never"})
 
 
+def is_off(text: str) -> bool:
+    """Whether a setting that can be switched off says so (``off``, ``none``, ``never``, empty)."""
+    return text.strip().lower() in _OFF
+
+
 def parse_listen_address(text: str) -> tuple[str, int] | None:
     """``host:port`` (``[::1]:9477`` for IPv6), or None for ``off``."""
     text = text.strip()
-    if text.lower() in _OFF:
+    if is_off(text):
         return None
     host, sep, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")

@@ -19,7 +19,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from sync.durations import parse_duration
+from sync.domain.durations import parse_duration
 
 # How many upcoming fire times of a cron expression are examined to find its longest gap; a
 # year of weekly fires, or a few days of minutely ones, is plenty to see the pattern.
@@ -194,3 +194,39 @@ def lease_renew_every(lease_ttl: float) -> float:
 def rate_share(rate_limit: float, live_workers: int) -> float:
     """Each live worker's part of the app's rate limit: the budget belongs to the app."""
     return rate_limit / max(1, live_workers)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSchedule:
+    """The daemon's schedules and poll bounds, parsed once when a daemon starts."""
+
+    sweep: Cadence
+    full: Cadence | None  # None: full reconciles are off
+    policy: PollPolicy
+
+
+def parse_daemon_schedule(
+    sweep: str,
+    full: str | None,
+    timezone: str,
+    *,
+    poll_max_interval: float,
+    max_staleness: float,
+) -> DaemonSchedule:
+    """``SYNC_SCHEDULE``, ``SYNC_FULL_SCHEDULE`` (None when off) and the poll bounds, checked
+    against each other. Raises ValueError whose message names the setting at fault."""
+    sweep_cadence = _parse_setting("SYNC_SCHEDULE", sweep, timezone)
+    full_cadence = None if full is None else _parse_setting("SYNC_FULL_SCHEDULE", full, timezone)
+    policy = PollPolicy(
+        min_interval=sweep_cadence.longest_gap_s,
+        max_interval=poll_max_interval,
+        max_staleness=max_staleness,
+    )
+    return DaemonSchedule(sweep_cadence, full_cadence, policy)
+
+
+def _parse_setting(name: str, text: str, timezone: str) -> Cadence:
+    try:
+        return parse_cadence(text, timezone)
+    except ValueError as exc:
+        raise ValueError(f"setting {name}: {exc}") from None

@@ -27,13 +27,13 @@ from tenacity import (
 )
 from yarl import URL
 
-from sync.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
-from sync.pacing import RequestPacer
-from sync.records import is_ascii_digits
-from sync.responses import FilePage, classify_response
-from sync.settings import Settings
-from sync.signing import encode_body, signed_headers
-from sync.store import CustomerKey
+from sync.api.pacing import RequestPacer
+from sync.api.responses import FilePage, classify_response
+from sync.api.signing import encode_body, signed_headers
+from sync.config.settings import Settings
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
+from sync.domain.records import is_ascii_digits
 
 LIST_FILES_PATH = "/api/v3/customer/list-file-of-customer"
 # A Retry-After longer than this is capped: a worker should not sleep for hours on one customer.

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-ABANDONED = "abandoned"
 ABANDONED_SUMMARY = "the process ended without finishing the pass"
 
 

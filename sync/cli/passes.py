@@ -1,34 +1,16 @@
-"""The pieces every entry point shares (CLI commands, the demo, later the daemon): opening the
-store with migrations applied, running one pass with progress, and describing its outcome."""
+"""A command-line pass: the selected customers, synced once with a progress display, and a
+one-line description of how it went (``backfill``, ``run`` and the demo)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from sync import db
-from sync.client import TanmaClient
-from sync.engine import RunReport, SyncEngine
-from sync.errors import ConfigError, FatalError
-from sync.pager import PassMode
-from sync.progress import PassProgress
-from sync.settings import Settings
-from sync.store import CustomerKey, MirrorStore
-
-
-@asynccontextmanager
-async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[MirrorStore]:
-    engine = db.create_engine(
-        settings.sync_database_url, sqlite_busy_timeout=settings.sync_sqlite_busy_timeout
-    )
-    try:
-        if migrate:
-            await db.upgrade(engine)
-        elif await db.pending_revisions(engine):
-            raise FatalError("the database schema is not up to date: run `tanma-sync db upgrade`")
-        yield MirrorStore(engine)
-    finally:
-        await engine.dispose()
+from sync.api.client import TanmaClient
+from sync.cli.progress import PassProgress
+from sync.config.settings import Settings
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import ConfigError
+from sync.domain.pager import PassMode
+from sync.engine.passes import RunReport, SyncEngine
+from sync.mirror.store import MirrorStore
 
 
 async def sync_pass(
@@ -36,7 +18,7 @@ async def sync_pass(
 ) -> RunReport:
     """One pass over the selected customers (all when none are named)."""
     settings.require_credentials()
-    customers = await store.customers(selectors or [])
+    customers = await store.customers.keys(selectors or [])
     _check_selectors(selectors or [], customers)
     async with TanmaClient(settings) as client:
         with PassProgress(mode.value, lambda: client.requests) as progress:

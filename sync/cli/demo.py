@@ -10,15 +10,15 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sync.customers_file import parse_customers
-from sync.models import CustomerFile
-from sync.pager import PassMode
-from sync.records import CHINA_TZ
-from sync.service import describe_report, open_store, sync_pass
-from sync.settings import Settings
+from sync.cli.passes import describe_report, sync_pass
+from sync.config.settings import Settings
+from sync.domain.chinatime import CHINA_TZ
+from sync.domain.customers_file import parse_customers
+from sync.domain.exits import ExitCode
+from sync.domain.pager import PassMode
+from sync.mirror.models import CustomerFile
+from sync.mirror.store import open_store
 from sync.sim import SimConfig, SimDataset, Simulator
-
-EXIT_OK, EXIT_PARTIAL = 0, 3
 
 
 async def run_demo(settings: Settings, customers: int, out: Console) -> int:
@@ -36,7 +36,7 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
                 path = Path(scratch) / "customers.csv"
                 path.write_text(dataset.customers_csv(), encoding="utf-8")
                 rows, problems = parse_customers(path.read_bytes(), path.name)
-            counts = await store.import_customers(rows)
+            counts = await store.customers.import_rows(rows)
             out.print(f"[bold]2.[/] imported customers.csv: {counts.added} customers added")
 
             out.print("[bold]3.[/] backfill: every customer's whole file list")
@@ -53,7 +53,7 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
 
             await _show_mirror(store.engine, dataset, settings, out)
             failed = problems or counts.conflicts or first.status != "ok" or second.status != "ok"
-            return EXIT_PARTIAL if failed else EXIT_OK
+            return ExitCode.PARTIAL if failed else ExitCode.OK
     finally:
         await simulator.stop()
 

@@ -25,8 +25,8 @@ from sqlalchemy import BigInteger, Date, Select, Text, cast, column, distinct, f
 from sqlalchemy.sql import ColumnElement, FromClause, TableClause
 from sqlalchemy.types import TypeEngine
 
-from sync.models import UTCDateTime
-from sync.records import CHINA_TZ
+from sync.domain.chinatime import CHINA_TZ
+from sync.mirror.models import UTCDateTime
 
 Row = Mapping[str, Any]
 

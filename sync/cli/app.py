@@ -18,17 +18,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync import db, reports
-from sync.customers_file import CustomerRow, CustomersFileError, parse_customers
-from sync.errors import ConfigError, SyncError
-from sync.logs import configure_logging
-from sync.pager import PassMode
-from sync.records import CHINA_TZ
-from sync.service import describe_report, open_store, sync_pass
-from sync.settings import Settings, load_settings
-from sync.store import MirrorStore
-
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+from sync.cli.logs import configure_logging
+from sync.cli.passes import describe_report, sync_pass
+from sync.config.settings import Settings, load_settings
+from sync.domain.chinatime import CHINA_TZ
+from sync.domain.customers_file import CustomerRow, CustomersFileError, parse_customers
+from sync.domain.errors import ConfigError, SyncError
+from sync.domain.exits import ExitCode
+from sync.domain.pager import PassMode
+from sync.mirror import database as db
+from sync.mirror import reports
+from sync.mirror.store import MirrorStore, open_store
 
 app = typer.Typer(
     help="Mirror Tanmarket (探马 SCRM) customer files into SQLite or PostgreSQL.",
@@ -73,16 +73,16 @@ def _execute(body: Callable[[Settings], Awaitable[int]], **overrides: Any) -> No
         code = asyncio.run(body(settings))
     except SyncError as exc:
         err.print(f"error: {exc}", markup=False)
-        code = EXIT_FATAL
+        code = ExitCode.FATAL
     except SQLAlchemyError as exc:
         err.print(f"error: database: {db.describe_db_error(exc)}", markup=False)
-        code = EXIT_FATAL
+        code = ExitCode.FATAL
     except OSError as exc:
         err.print(f"error: {exc}", markup=False)
-        code = EXIT_FATAL
+        code = ExitCode.FATAL
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
-        code = 130
+        code = ExitCode.INTERRUPTED
     raise typer.Exit(code)
 
 
@@ -109,7 +109,7 @@ def db_upgrade() -> None:
             out.print(f"database is up to date (revision {after})")
         else:
             out.print(f"database upgraded: {before or 'empty'} -> {after}")
-        return EXIT_OK
+        return ExitCode.OK
 
     _execute(body)
 
@@ -133,7 +133,7 @@ def customers_import(
         except CustomersFileError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         async with _store(settings) as store:
-            counts = await store.import_customers(rows)
+            counts = await store.customers.import_rows(rows)
         skipped = sorted([*problems, *counts.conflicts], key=lambda p: p.line)
         for problem in skipped:
             err.print(f"{path}: {problem} (line skipped)", markup=False)
@@ -141,7 +141,7 @@ def customers_import(
             f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged, "
             f"{len(skipped)} lines skipped"
         )
-        return EXIT_PARTIAL if skipped else EXIT_OK
+        return ExitCode.PARTIAL if skipped else ExitCode.OK
 
     _execute(body)
 
@@ -156,17 +156,17 @@ def customers_add(
     """Add (or update) one customer."""
     if customer_id is None and external_user_id is None:
         err.print("error: give --customer-id or --external-user-id (or both)")
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(ExitCode.USAGE)
     row = CustomerRow(customer_id, user_id, external_user_id, sales_id)
 
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
-            counts = await store.import_customers([row])
+            counts = await store.customers.import_rows([row])
         if counts.conflicts:
             err.print(f"not added: {counts.conflicts[0]}", markup=False)
-            return EXIT_PARTIAL
+            return ExitCode.PARTIAL
         out.print("added" if counts.added else "updated" if counts.updated else "unchanged")
-        return EXIT_OK
+        return ExitCode.OK
 
     _execute(body)
 
@@ -177,7 +177,7 @@ def customers_list() -> None:
 
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
-            rows = await store.customers()
+            rows = await store.customers.keys()
         table = Table("customer_id", "external_user_id", "user_id", "sales_id")
         for c in rows:
             table.add_row(
@@ -188,7 +188,7 @@ def customers_list() -> None:
             )
         out.print(table)
         out.print(f"{len(rows)} customers")
-        return EXIT_OK
+        return ExitCode.OK
 
     _execute(body)
 
@@ -230,7 +230,9 @@ def daemon(
 ) -> None:
     """Keep the mirror fresh: scheduled incremental sweeps, periodic full reconciles, leases
     shared with other daemons on PostgreSQL, /healthz and /metrics. Stops cleanly on SIGTERM."""
-    from sync.daemon import serve  # APScheduler and prometheus-client load only for the daemon
+    from sync.daemon.daemon import (
+        serve,  # APScheduler and prometheus-client load only for the daemon
+    )
 
     _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst))
 
@@ -245,7 +247,7 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int
         err.print(f"  failed: {failure}", markup=False)
     if len(report.failures) > 20:
         err.print(f"  … and {len(report.failures) - 20} more (see `tanma-sync status`)")
-    return EXIT_PARTIAL if report.status == "partial" else EXIT_OK
+    return ExitCode.PARTIAL if report.status == "partial" else ExitCode.OK
 
 
 # -- status --------------------------------------------------------------------------------
@@ -260,9 +262,9 @@ def status(
 
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
-            customers = await store.customer_status(limit)
-            recent = await store.recent_runs(runs)
-            totals = await store.totals()
+            customers = await store.reads.customer_status(limit)
+            recent = await store.runs.recent(runs)
+            totals = await store.reads.totals()
         table = Table(
             "customer",
             "files",
@@ -322,7 +324,7 @@ def status(
             f"{totals['customers']} customers, {totals['files']} files mirrored, "
             f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
         )
-        return EXIT_OK
+        return ExitCode.OK
 
     _execute(body)
 
@@ -370,11 +372,11 @@ def report(
         fmt = reports.parse_format(output_format, sys.stdout.isatty())
     except reports.ReportUsageError as exc:
         err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
 
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
-            rows = reports.ordered(chosen, await store.report_rows(query))
+            rows = reports.ordered(chosen, await store.reads.report_rows(query))
         if fmt is reports.OutputFormat.TABLE:
             out.print(reports.to_table(chosen, rows))
             out.print(f"{len(rows)} rows")
@@ -383,7 +385,7 @@ def report(
         else:
             for_excel = fmt is reports.OutputFormat.EXCEL
             _write_stdout(reports.to_csv(chosen, rows, for_excel=for_excel))
-        return EXIT_OK
+        return ExitCode.OK
 
     _execute(body)
 
@@ -444,7 +446,7 @@ def sim(
                 f"{', '.join(FAULT_KINDS)}",
                 markup=False,
             )
-            raise typer.Exit(EXIT_USAGE)
+            raise typer.Exit(ExitCode.USAGE)
         faults[f"fault_{kind}"] = value
 
     async def serve() -> None:
@@ -477,7 +479,7 @@ def sim(
         pass
     except OSError as exc:
         err.print(f"error: cannot listen on {host}:{port}: {exc.strerror}", markup=False)
-        raise typer.Exit(EXIT_FATAL) from None
+        raise typer.Exit(ExitCode.FATAL) from None
 
 
 @app.command()
@@ -488,7 +490,7 @@ def demo(
     customers: Annotated[int, typer.Option(help="Customers in the demo data set.")] = 300,
 ) -> None:
     """Start the simulator, import its customers, backfill, then run an incremental pass."""
-    from sync.demo import run_demo
+    from sync.cli.demo import run_demo
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
@@ -510,7 +512,7 @@ def main() -> None:
         raise
     except KeyboardInterrupt:  # Ctrl-C before a command's own handling began
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # the last line of defence: one line, never a trace
         print(f"error: internal error ({type(exc).__name__}: {exc})", file=sys.stderr)
-        sys.exit(EXIT_FATAL)
+        sys.exit(ExitCode.FATAL)

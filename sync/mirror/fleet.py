@@ -14,22 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync.errors import LeaseLost
-from sync.models import (
+from sync.domain.customers import CustomerKey
+from sync.domain.errors import LeaseLost
+from sync.mirror.dialect import Dialect
+from sync.mirror.models import (
     Customer,
     CustomerSchedule,
     CustomerSyncState,
     SyncWorker,
     utc_now,
 )
-from sync.store import CustomerKey, Fence
+from sync.mirror.pages import Fence
 
 _SCHEDULE = CustomerSchedule.__table__
 
@@ -56,16 +57,7 @@ class Stalest:
 class FleetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._postgres = engine.dialect.name == "postgresql"
-        self._insert = postgresql.insert if self._postgres else sqlite.insert
-
-    # -- clock -----------------------------------------------------------------------------
-
-    def _now(self, plus_s: float = 0.0) -> Any:
-        """The database's 'now' on PostgreSQL (one clock for every host), ours on SQLite."""
-        if self._postgres:
-            return func.now() + timedelta(seconds=plus_s) if plus_s else func.now()
-        return utc_now() + timedelta(seconds=plus_s)
+        self._dialect = Dialect(engine)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -81,8 +73,8 @@ class FleetStore:
                     worker_id=worker_id,
                     hostname=hostname,
                     pid=pid,
-                    started_at=self._now(),
-                    heartbeat_at=self._now(),
+                    started_at=self._dialect.now(),
+                    heartbeat_at=self._dialect.now(),
                 )
             )
 
@@ -92,15 +84,15 @@ class FleetStore:
             await conn.execute(
                 update(SyncWorker)
                 .where(SyncWorker.worker_id == worker_id)
-                .values(heartbeat_at=self._now())
+                .values(heartbeat_at=self._dialect.now())
             )
             await conn.execute(
                 update(CustomerSchedule)
                 .where(
                     CustomerSchedule.lease_owner == worker_id,
-                    CustomerSchedule.lease_expires_at > self._now(),
+                    CustomerSchedule.lease_expires_at > self._dialect.now(),
                 )
-                .values(lease_expires_at=self._now(lease_ttl))
+                .values(lease_expires_at=self._dialect.now(lease_ttl))
             )
             return await self._live_workers(conn, lease_ttl)
 
@@ -111,7 +103,7 @@ class FleetStore:
     async def _live_workers(self, conn: AsyncConnection, lease_ttl: float) -> int:
         # A worker that missed its heartbeats for a whole lease lifetime is gone.
         count = await conn.scalar(
-            select(func.count()).where(SyncWorker.heartbeat_at > self._now(-lease_ttl))
+            select(func.count()).where(SyncWorker.heartbeat_at > self._dialect.now(-lease_ttl))
         )
         return int(count or 0)
 
@@ -143,7 +135,7 @@ class FleetStore:
             .exists()
         )
         stmt = (
-            self._insert(_SCHEDULE)
+            self._dialect.insert(_SCHEDULE)
             .from_select(["customer_ref"], missing)
             .on_conflict_do_nothing(index_elements=[_SCHEDULE.c.customer_ref])
         )
@@ -153,7 +145,7 @@ class FleetStore:
     async def request_full(self, min_gap_s: float) -> int:
         """Mark every customer for a full reconcile, due now, unless it had one (or was
         marked) within ``min_gap_s``: several daemons firing the same schedule ask once."""
-        recent = self._now(-min_gap_s)
+        recent = self._dialect.now(-min_gap_s)
         stmt = (
             update(CustomerSchedule)
             .where(
@@ -163,7 +155,7 @@ class FleetStore:
                     CustomerSchedule.last_full_at < recent,
                 ),
             )
-            .values(full_requested_at=self._now(), next_due_at=self._now())
+            .values(full_requested_at=self._dialect.now(), next_due_at=self._dialect.now())
         )
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount
@@ -174,7 +166,7 @@ class FleetStore:
         """Lease up to ``limit`` customers due by ``due_by`` that nobody holds, most overdue
         first. (Due times are the daemons' plan, written from their clocks; lease expiry is
         the database's clock.)"""
-        now = self._now()
+        now = self._dialect.now()
         free = or_(_SCHEDULE.c.lease_owner.is_(None), _SCHEDULE.c.lease_expires_at < now)
         due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
         candidates = (
@@ -187,7 +179,7 @@ class FleetStore:
         take = (
             update(_SCHEDULE)
             .where(_SCHEDULE.c.customer_ref.in_(candidates.scalar_subquery()))
-            .values(lease_owner=worker_id, lease_expires_at=self._now(lease_ttl))
+            .values(lease_owner=worker_id, lease_expires_at=self._dialect.now(lease_ttl))
             .returning(_SCHEDULE.c.customer_ref)
         )
         async with self.engine.begin() as conn:
@@ -238,7 +230,7 @@ class FleetStore:
             result = await conn.execute(
                 update(CustomerSchedule)
                 .where(self._held(worker_id, customer_ref))
-                .values(lease_expires_at=self._now(lease_ttl))
+                .values(lease_expires_at=self._dialect.now(lease_ttl))
             )
             if result.rowcount != 1:
                 raise LeaseLost(f"lease on customer #{customer_ref} expired")
@@ -249,7 +241,7 @@ class FleetStore:
         return (
             (CustomerSchedule.customer_ref == customer_ref)
             & (CustomerSchedule.lease_owner == worker_id)
-            & (CustomerSchedule.lease_expires_at > self._now())
+            & (CustomerSchedule.lease_expires_at > self._dialect.now())
         )
 
     async def finish_customer(
@@ -272,9 +264,9 @@ class FleetStore:
         if poll_interval_s is not None:
             values["poll_interval_s"] = poll_interval_s
         if found_new:
-            values["last_new_files_at"] = self._now()
+            values["last_new_files_at"] = self._dialect.now()
         if full_done:
-            values |= {"full_requested_at": None, "last_full_at": self._now()}
+            values |= {"full_requested_at": None, "last_full_at": self._dialect.now()}
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(CustomerSchedule)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sys
 
+from sync.domain.exits import ExitCode
+
 
 def main() -> None:
     try:
-        from sync.cli import main as run_cli
+        from sync.cli.app import main as run_cli
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     run_cli()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sync
-from sync.errors import ConfigError, FatalError
+from sync.domain.errors import ConfigError, FatalError
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 # Any constant works; it only has to be the same for every tanma-sync process.

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sync.errors import (
+from sync.domain.errors import (
     ClockSkew,
     ConfigError,
     CredentialsRejected,
     CustomerError,
     TransientError,
 )
-from sync.jsoncodec import decode_json
+from sync.domain.jsoncodec import decode_json
 
 CODE_OK = 0
 CODE_GENERIC = 1000
@@ -27,7 +27,7 @@ class FilePage:
     """The parts of a successful answer the engine uses; ``items`` are still raw JSON values.
 
     ``strings_checked`` says the whole answer was proven storable text by the way it was decoded
-    (``sync.jsoncodec.decode_json``), so the record parser need not search each string again.
+    (``sync.domain.jsoncodec.decode_json``), so the record parser need not search each string again.
     """
 
     items: list[object]

@@ -7,9 +7,10 @@ ids come from the same generator, at earlier instants.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+from sync.domain.chinatime import CHINA_TZ, format_china_time
+
 ID_EPOCH = datetime(2015, 1, 1, tzinfo=CHINA_TZ)
 ID_SEQ_RANGE = 2048
 ID_UNITS_PER_SECOND = 1000 * ID_SEQ_RANGE  # 2_048_000
@@ -42,11 +43,6 @@ def id_time(record_id: int) -> datetime:
     return ID_EPOCH + (record_id // ID_SEQ_RANGE) * _MS
 
 
-def china_time_text(instant: datetime) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in China local time, as the API writes ``createTime``."""
-    return instant.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def id_create_time(record_id: int) -> str:
     """The ``createTime`` text that goes with an id."""
-    return china_time_text(id_time(record_id))
+    return format_china_time(id_time(record_id))

@@ -1,0 +1,315 @@
+"""``tanma-sync daemon``: keeps every customer fresh, for months, alone or beside other daemons.
+
+APScheduler fires three jobs: a *sweep* on ``SYNC_SCHEDULE`` (sync the customers that are due),
+a *full reconcile* on ``SYNC_FULL_SCHEDULE`` (mark every customer for a ``--full`` pass, then
+sweep) and a *heartbeat* (renew this worker's leases, count the live workers and take this
+worker's share of the rate limit); what the jobs do is in ``sweeps.py``. Sweeps run one at a
+time; this module owns the process's life: start-up, signals and shutdown.
+
+Shutdown (SIGTERM or SIGINT): stop claiming; workers stop at their next page boundary; after
+part of ``SYNC_SHUTDOWN_TIMEOUT`` whatever is still running is cancelled (a page transaction in
+flight still commits or rolls back whole); leases are handed back and the process exits 0. A
+second signal exits at once: the database rolls back whatever transaction was open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
+
+from sync.api.client import TanmaClient
+from sync.config.settings import Settings, is_off
+from sync.daemon.listener import StatusListener
+from sync.daemon.schedule import DaemonSchedule, lease_renew_every, parse_daemon_schedule
+from sync.daemon.sweeps import Sweeper
+from sync.domain.errors import ConfigError
+from sync.domain.exits import ExitCode
+from sync.domain.tally import RunStatus
+from sync.engine.passes import RunReport
+from sync.mirror.database import DATABASE_ERRORS, describe_db_error
+from sync.mirror.fleet import FleetStore
+from sync.mirror.store import MirrorStore, open_store
+
+log = structlog.get_logger("tanma_sync.daemon")
+
+# Part of SYNC_SHUTDOWN_TIMEOUT kept for handing back leases and closing connections.
+_CLEANUP_SHARE = 0.25
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def daemon_schedule(settings: Settings) -> DaemonSchedule:
+    """The daemon's schedules from the settings; ConfigError names the setting at fault."""
+    full = None if is_off(settings.sync_full_schedule) else settings.sync_full_schedule
+    try:
+        return parse_daemon_schedule(
+            settings.sync_schedule,
+            full,
+            settings.sync_schedule_timezone,
+            poll_max_interval=settings.sync_poll_max_interval,
+            max_staleness=settings.sync_max_staleness,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def burst_exit_code(report: RunReport | None, failure: str | None) -> ExitCode:
+    """What ``daemon --burst`` exits with, from its one sweep: the status its run recorded."""
+    if failure is not None:
+        return ExitCode.FATAL
+    if report is None or report.status is RunStatus.OK:
+        return ExitCode.OK
+    if report.status is RunStatus.PARTIAL:
+        return ExitCode.PARTIAL
+    if report.status is RunStatus.INTERRUPTED:
+        return ExitCode.INTERRUPTED
+    return ExitCode.FATAL
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MirrorStore,
+        fleet: FleetStore,
+        client: TanmaClient,
+        *,
+        schedule: DaemonSchedule | None = None,
+        worker_id: str | None = None,
+        burst: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.schedule = schedule or daemon_schedule(settings)
+        self.fleet = fleet
+        self.worker_id = worker_id or settings.sync_worker_id or default_worker_id()
+        self.burst = burst
+        self.stopping = False
+        self.sweeper = Sweeper(
+            settings,
+            self.schedule,
+            store,
+            fleet,
+            client,
+            worker_id=self.worker_id,
+            stopping=lambda: self.stopping,
+        )
+        self.listener: StatusListener | None = None
+        self.started = asyncio.Event()  # set once listening and scheduled
+        self.exit_code = ExitCode.OK
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._sweep_task: asyncio.Task[None] | None = None
+        self._pending: set[str] = set()  # "full" and/or "incremental"
+        self._scheduler: AsyncIOScheduler | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Until a signal (or, in burst mode, until nothing is due); returns the exit status."""
+        loop = asyncio.get_running_loop()
+        self.sweeper.state.started_at = self.sweeper.clock()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._start()
+            self.started.set()
+            if self.burst:
+                report = await self.sweeper.sweep(full=False)
+                self.exit_code = burst_exit_code(report, self.sweeper.last_failure)
+            else:
+                await self._stop.wait()
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+                if self._signals:
+                    # The caller still closes the client and the database after this; without
+                    # a handler, a second signal then would kill the process by the signal
+                    # (status -15) instead of the documented forced exit.
+                    signal.signal(sig, _forced_exit)
+        return self.exit_code
+
+    def request_stop(self) -> None:
+        self.stopping = True
+        self._stop.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            _forced_exit(sig)
+        log.info("shutting_down", signal=sig.name, timeout_s=self.settings.sync_shutdown_timeout)
+        self.request_stop()
+        # A shutdown that hangs (a database that stopped answering) must still end in time.
+        asyncio.get_running_loop().call_later(
+            self.settings.sync_shutdown_timeout, self._shutdown_overran
+        )
+
+    def _shutdown_overran(self) -> None:
+        log.error(
+            "shutdown_timeout",
+            detail="stopped without handing back every lease; they expire by themselves",
+            timeout_s=self.settings.sync_shutdown_timeout,
+        )
+        os._exit(ExitCode.FATAL)
+
+    async def _start(self) -> None:
+        s = self.settings
+        await self.fleet.register_worker(self.worker_id, socket.gethostname(), os.getpid())
+        live = await self.sweeper.heartbeat()
+        log.info(
+            "daemon_started",
+            worker_id=self.worker_id,
+            live_workers=live,
+            schedule=s.sync_schedule,
+            full_schedule=s.sync_full_schedule,
+            max_staleness_s=s.sync_max_staleness,
+        )
+        address = s.http_listen_address
+        if address is not None:
+            self.listener = StatusListener(self.sweeper.health, self.sweeper.metrics)
+            try:
+                await self.listener.start(*address)
+            except OSError as exc:
+                raise ConfigError(
+                    f"setting SYNC_HTTP_LISTEN: cannot listen on {s.sync_http_listen} "
+                    f"({exc.strerror or exc})"
+                ) from None
+            log.info("listening", host=address[0], port=self.listener.port)
+        if live > 1:
+            # The others lower their share on their next heartbeat; spend nothing until then,
+            # so the workers together never go above the app's limit.
+            wait = lease_renew_every(s.sync_lease_ttl)
+            log.info("waiting_for_rate_share", live_workers=live, wait_s=round(wait, 1))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+        if self.burst or self.stopping:
+            return
+        self._scheduler = self._schedule_jobs()
+
+    def _schedule_jobs(self) -> AsyncIOScheduler:
+        sweep, full = self.schedule.sweep, self.schedule.full
+        scheduler = AsyncIOScheduler(timezone=sweep.trigger.timezone)
+        job_defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        scheduler.add_job(
+            self._kick,
+            sweep.trigger,
+            args=["incremental"],
+            id="sweep",
+            next_run_time=datetime.now(UTC),
+            **job_defaults,
+        )
+        if full is not None:
+            scheduler.add_job(self._kick, full.trigger, args=["full"], id="full", **job_defaults)
+        scheduler.add_job(
+            self.sweeper.heartbeat,
+            IntervalTrigger(seconds=lease_renew_every(self.settings.sync_lease_ttl)),
+            id="heartbeat",
+            **job_defaults,
+        )
+        scheduler.start()
+        return scheduler
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        budget = self.settings.sync_shutdown_timeout
+        task = self._sweep_task
+        if task is not None and not task.done():
+            # Workers stop at their next page boundary; past the grace period they are
+            # cancelled, and the page transaction in flight still completes.
+            _, pending = await asyncio.wait({task}, timeout=budget * (1 - 2 * _CLEANUP_SHARE))
+            if pending:
+                log.warning("cancelling_workers", detail="the pass did not reach a page boundary")
+                task.cancel()
+                await asyncio.wait({task}, timeout=budget * _CLEANUP_SHARE)
+        try:
+            await asyncio.wait_for(
+                self.fleet.deregister_worker(self.worker_id), budget * _CLEANUP_SHARE
+            )
+        except TimeoutError:
+            log.warning("leases_not_released", error="timed out")
+        except DATABASE_ERRORS as exc:
+            log.warning("leases_not_released", error=describe_db_error(exc))
+        if self.listener is not None:
+            await self.listener.stop()
+        log.info("daemon_stopped", worker_id=self.worker_id)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def _kick(self, kind: str) -> None:
+        """A job fired: start a sweep, or remember to run one when the current one ends."""
+        self._pending.add(kind)
+        if self._sweep_task is None or self._sweep_task.done():
+            self._sweep_task = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        while self._pending and not self.stopping:
+            full = "full" in self._pending
+            self._pending.clear()
+            await self.sweeper.sweep(full=full)
+
+
+def _forced_exit(sig: int, _frame: object = None) -> None:
+    """A second signal: exit at once. Whatever transaction is open is rolled back by the
+    database, and the leases expire."""
+    log.warning("forced_exit", signal=signal.Signals(sig).name)
+    os._exit(ExitCode.INTERRUPTED)
+
+
+async def serve(settings: Settings, *, migrate: bool, burst: bool = False) -> int:
+    """Open everything the daemon needs, run it, close it all; returns the exit status."""
+    settings.require_credentials()
+    schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
+    with single_daemon_lock(settings.sync_database_url):
+        async with open_store(settings, migrate=migrate) as store, TanmaClient(settings) as client:
+            fleet = FleetStore(store.engine)
+            daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
+            return await daemon.run()
+
+
+@contextlib.contextmanager
+def single_daemon_lock(database_url: str) -> Iterator[None]:
+    """On SQLite, refuse a second daemon on the same file: SQLite has one writer, and the
+    lease machinery that lets daemons share work needs PostgreSQL. The lock is the kernel's
+    (flock), so a daemon killed with SIGKILL does not leave it behind."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    path = Path(url.database).resolve()
+    lock_path = path.with_name(path.name + ".daemon.lock")
+    handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's life
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"another tanma-sync daemon ({holder}) is already running on {path}; SQLite "
+                "allows one writer, so run one daemon per SQLite file (several daemons need "
+                "PostgreSQL)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()

@@ -1,0 +1,170 @@
+"""The customers of one daemon sweep: claimed from the fleet store as workers ask for them, each
+held by a lease that page transactions renew and check."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from sync.daemon.schedule import PollPolicy, next_due, next_interval, retry_due
+from sync.domain.customers import CustomerKey
+from sync.domain.pager import PassMode
+from sync.engine.feeds import Assignment, CustomerOutcome
+from sync.mirror.database import DATABASE_ERRORS, describe_db_error
+from sync.mirror.fleet import Claim, FleetStore
+from sync.mirror.models import utc_now
+from sync.mirror.pages import Fence
+
+log = structlog.get_logger("tanma_sync.daemon")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """How this worker holds customers."""
+
+    worker_id: str
+    ttl: float  # SYNC_LEASE_TTL: how long a lease lasts in the database
+    budget: float  # how long after a claim or renewal this worker may go on (ttl minus a margin)
+    claim_batch: int  # customers claimed per trip to the database
+
+
+class LeaseFeed:
+    def __init__(
+        self,
+        fleet: FleetStore,
+        terms: LeaseTerms,
+        policy: PollPolicy,
+        *,
+        stopping: Callable[[], bool],
+        on_outcome: Callable[[CustomerOutcome], None],
+        rng: random.Random,
+        clock: Callable[[], float],
+    ) -> None:
+        self._fleet = fleet
+        self._terms = terms
+        self._policy = policy
+        self._stopping = stopping
+        self._on_outcome = on_outcome
+        self._rng = rng
+        self._clock = clock
+        # Only what is due when the sweep starts: a customer polled every few seconds must not
+        # keep one sweep going forever.
+        self._due_by = utc_now()
+        self._queue: list[Claim] = []
+        self._claims: dict[int, Claim] = {}
+        self._deadlines: dict[int, float] = {}
+        self._lock = asyncio.Lock()
+        self._exhausted = False
+        # Why claiming stopped early (the database failed), for the sweep to report.
+        self.database_error: str | None = None
+
+    async def prime(self) -> bool:
+        """Claim the first batch; False when nothing is due (the sweep is skipped)."""
+        await self._refill()
+        return bool(self._queue)
+
+    async def _refill(self) -> None:
+        if self._exhausted or self._stopping():
+            return
+        terms = self._terms
+        claimed_at = self._clock()
+        try:
+            claims = await self._fleet.claim_due(
+                terms.worker_id, terms.claim_batch, terms.ttl, due_by=self._due_by
+            )
+        except DATABASE_ERRORS as exc:
+            # Raised inside a worker this would end the pass as an internal error; instead the
+            # customers already held are finished and the rest wait for the next sweep.
+            self._exhausted = True
+            self.database_error = describe_db_error(exc)
+            return
+        if not claims:
+            self._exhausted = True
+        for claim in claims:
+            self._claims[claim.customer.ref] = claim
+            self._deadlines[claim.customer.ref] = claimed_at + terms.budget
+        self._queue.extend(claims)
+
+    async def next(self) -> Assignment | None:
+        async with self._lock:
+            if not self._queue:
+                await self._refill()
+            if not self._queue or self._stopping():
+                return None
+            claim = self._queue.pop(0)
+        mode = PassMode.FULL if claim.full else PassMode.INCREMENTAL
+        return Assignment(claim.customer, mode)
+
+    def renewed(self, at: float) -> None:
+        """A heartbeat renewed every lease this worker holds, as of clock time ``at``."""
+        for ref in self._claims:
+            self._deadlines[ref] = at + self._terms.budget
+
+    async def finished(self, assignment: Assignment, outcome: CustomerOutcome) -> None:
+        ref = assignment.customer.ref
+        claim = self._claims.pop(ref)
+        self._deadlines.pop(ref, None)
+        self._on_outcome(outcome)
+        worker_id = self._terms.worker_id
+        try:
+            if outcome.stopped is not None:
+                await self._fleet.release(worker_id, [ref])
+                return
+            now = utc_now()
+            if outcome.error is not None:
+                await self._fleet.finish_customer(
+                    worker_id,
+                    ref,
+                    next_due_at=retry_due(self._policy, now),
+                    poll_interval_s=None,
+                    found_new=False,
+                    full_done=False,
+                )
+                return
+            found_new = outcome.counts.inserted > 0
+            interval = next_interval(self._policy, claim.poll_interval_s, found_new)
+            spread = self._rng.uniform(-1.0, 1.0)
+            await self._fleet.finish_customer(
+                worker_id,
+                ref,
+                next_due_at=next_due(self._policy, now, interval, now, spread=spread),
+                poll_interval_s=interval,
+                found_new=found_new,
+                full_done=assignment.mode is PassMode.FULL,
+            )
+        except DATABASE_ERRORS as exc:
+            # The lease is handed back with the others when the sweep ends (or runs out by
+            # itself); the customer is then due for whoever claims it.
+            log.warning(
+                "schedule_not_updated",
+                customer=assignment.customer.label,
+                error=describe_db_error(exc),
+            )
+
+    def may_continue(self, customer: CustomerKey) -> str | None:
+        if self._stopping():
+            return "shutting down"
+        if self._clock() >= self._deadlines.get(customer.ref, 0.0):
+            return "its lease ran out"
+        return None
+
+    def deadline(self, customer: CustomerKey) -> float | None:
+        return self._deadlines.get(customer.ref)
+
+    def fence(self, customer: CustomerKey) -> Fence | None:
+        terms = self._terms
+        check = self._fleet.lease_fence(terms.worker_id, customer.ref, terms.ttl)
+        deadlines = self._deadlines
+        clock = self._clock
+
+        async def renewing_check(conn: Any) -> None:
+            at = clock()
+            await check(conn)
+            deadlines[customer.ref] = at + terms.budget
+
+        return renewing_check

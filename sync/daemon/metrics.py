@@ -1,0 +1,118 @@
+"""The daemon's Prometheus metrics. They live in a registry of their own (not the process-wide
+default), so several daemons in one test process never mix their numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sync.domain.tally import RECORD_ACTIONS, RunStatus
+
+# The *_created series double the page for no use here; Prometheus computes rates without them.
+disable_created_metrics()
+
+# Every label value is created at start-up so each series is scraped (as 0) from the first
+# scrape on: a series that appears only after its first event breaks rate() and alerts on it.
+CUSTOMER_RESULTS = ("synced", "failed", "handed_back")
+PASS_STATUSES = tuple(
+    status.value
+    for status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.INTERRUPTED, RunStatus.FAILED)
+)
+
+
+class DaemonMetrics:
+    """The daemon's counters and gauges, in their own registry."""
+
+    def __init__(self, read_client: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "tanma_sync_records",
+            "Records written to the mirror by this daemon, by what happened to them.",
+            ["action"],
+            registry=r,
+        )
+        for action in RECORD_ACTIONS:
+            self.records.labels(action)
+        self.customers = Counter(
+            "tanma_sync_customers",
+            "Customer checks by result: synced, failed, or handed back unfinished (shutdown, "
+            "lost lease).",
+            ["result"],
+            registry=r,
+        )
+        for result in CUSTOMER_RESULTS:
+            self.customers.labels(result)
+        self.passes = Counter(
+            "tanma_sync_passes",
+            "Passes (sweeps that found due customers) by status.",
+            ["status"],
+            registry=r,
+        )
+        for status in PASS_STATUSES:
+            self.passes.labels(status)
+        self.pass_duration = Histogram(
+            "tanma_sync_pass_duration_seconds",
+            "Wall time of a pass.",
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, float("inf")),
+            registry=r,
+        )
+        self.stalest_age = Gauge(
+            "tanma_sync_stalest_customer_age_seconds",
+            "Time since the least recently checked customer's last successful check.",
+            registry=r,
+        )
+        self.live_workers = Gauge(
+            "tanma_sync_live_workers",
+            "Daemons sharing this database, this one included.",
+            registry=r,
+        )
+        self.rate_share = Gauge(
+            "tanma_sync_rate_limit_share",
+            "This daemon's share of SYNC_RATE_LIMIT, in requests per second.",
+            registry=r,
+        )
+        self.last_ok_pass = Gauge(
+            "tanma_sync_last_successful_pass_timestamp_seconds",
+            "Unix time when the last pass (or empty sweep) finished without a fatal error.",
+            registry=r,
+        )
+        self.healthy = Gauge("tanma_sync_healthy", "1 when /healthz says ok, else 0.", registry=r)
+        r.register(_ClientCollector(read_client))
+
+
+class _ClientCollector(Collector):
+    """The HTTP client's own tallies, read at scrape time (the client keeps the counts)."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        tallies = self._read()
+        requests = CounterMetricFamily(
+            "tanma_sync_requests",
+            "API requests (every attempt) by outcome: ok, http_<status>, timeout, connection, "
+            "clock_skew, bad_answer, refused.",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(tallies["outcomes"].items()):
+            requests.add_metric([outcome], count)
+        yield requests
+        yield CounterMetricFamily(
+            "tanma_sync_retries", "Request attempts that were retries.", value=tallies["retries"]
+        )
+        yield CounterMetricFamily(
+            "tanma_sync_rate_limit_waits",
+            "Requests that had to wait for the rate limiter.",
+            value=tallies["rate_limit_waits"],
+        )

@@ -1,0 +1,13 @@
+"""The exit statuses of every tanma-sync process, the CLI's and the daemon's alike."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FATAL = 1  # settings, credentials, the database: nothing (more) could be done
+    USAGE = 2  # the command line itself is wrong
+    PARTIAL = 3  # some customers failed or some records were set aside
+    INTERRUPTED = 130  # stopped by a signal before the work was done (128 + SIGINT)
