@@ -47,9 +47,8 @@ class TanmaSignatureAuth(AuthConfigBase):
     app_key: str = ""
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
-        body = request.body or b""
-        if isinstance(body, str):
-            body = body.encode()
+        sent = request.body
+        body = sent.encode() if isinstance(sent, str) else sent if isinstance(sent, bytes) else b""
         stamp = str(int(time.time() * 1000))
         digest = hashlib.sha256(
             self.app_id.encode() + stamp.encode() + body + self.app_key.encode()
@@ -74,7 +73,8 @@ class LastIdPaginator(BasePaginator):
             self.last_id = data[-1]["id"]
 
     def update_request(self, request: Request) -> None:
-        request.json = {**(request.json or {}), "lastId": self.last_id}
+        sent = request.json if isinstance(request.json, dict) else {}
+        request.json = {**sent, "lastId": self.last_id}
 
 
 def _destination(database_url: str) -> Any:
@@ -132,7 +132,8 @@ def run(base_url: str, database_url: str, customers_csv: Path) -> dict[str, Any]
         pipeline.run(resources)
         seconds = time.perf_counter() - started
         trace = pipeline.last_trace
-        counts = trace.last_normalize_info.row_counts if trace.last_normalize_info else {}
+        normalized = trace.last_normalize_info if trace is not None else None
+        counts = normalized.row_counts if normalized else {}
     return {"records": int(counts.get("customer_files", 0)), "seconds": seconds}
 
 

@@ -127,7 +127,9 @@ async def _raw_pass(backend: str, url: str, base_url: str, concurrency: int) -> 
         await pg.close()
 
 
-async def _write_only(backend: str, url: str, pages: list[tuple[int, bytes]], concurrency: int):
+async def _write_only(
+    backend: str, url: str, pages: list[tuple[int, bytes]], concurrency: int
+) -> float:
     if backend == "sqlite":
         sink = raw.SqliteSink(sqlite_path(url))
         try:
@@ -137,20 +139,6 @@ async def _write_only(backend: str, url: str, pages: list[tuple[int, bytes]], co
     pg = await raw.PostgresSink.open(asyncpg_dsn(url), concurrency)
     try:
         return await raw.write_pages(pages, pg, concurrency=concurrency)
-    finally:
-        await pg.close()
-
-
-async def _customers_of(backend: str, url: str) -> list[raw.Customer]:
-    if backend == "sqlite":
-        sink = raw.SqliteSink(sqlite_path(url))
-        try:
-            return sink.customers()
-        finally:
-            sink.close()
-    pg = await raw.PostgresSink.open(asyncpg_dsn(url), 1)
-    try:
-        return await pg.customers()
     finally:
         await pg.close()
 
@@ -254,7 +242,7 @@ def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> l
     """Requests/s against the client's rate limit while the API is slow and limited, then the
     cost of a run in which nothing changed."""
     use: list[float] = []
-    backfill_requests: list[int] = []
+    backfill_requests: list[float] = []
     per_customer: list[float] = []
     wall_ratio: list[float] = []
     over_limit = 0

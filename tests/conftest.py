@@ -70,7 +70,7 @@ def require_backend(backend: str) -> None:
     pytest.skip(problem)
 
 
-def new_database_url(backend: str, tmp_path) -> str:  # type: ignore[no-untyped-def]
+def new_database_url(backend: str, tmp_path) -> str:
     """A URL to a new, empty database (PostgreSQL ones are dropped by drop_database_url)."""
     require_backend(backend)
     if backend == "sqlite":
@@ -98,7 +98,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def database_url(backend: str, tmp_path) -> Iterator[str]:
     """An empty database (no tables) on each backend."""
     url = new_database_url(backend, tmp_path)
     yield url

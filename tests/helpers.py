@@ -56,7 +56,7 @@ def assert_mirror_equals(rows: list[Any], expected: dict[int, dict[str, Any]]) -
             assert getattr(row, column) == getattr(parsed, column), f"{column} of {record_id}"
 
 
-async def fetch_mirror(engine) -> list[Any]:  # type: ignore[no-untyped-def]
+async def fetch_mirror(engine) -> list[Any]:
     async with engine.connect() as conn:
         return list((await conn.execute(select(CustomerFile))).all())
 

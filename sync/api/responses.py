@@ -15,7 +15,6 @@ from sync.domain.errors import (
 from sync.domain.jsoncodec import decode_json
 
 CODE_OK = 0
-CODE_GENERIC = 1000
 CODE_BAD_SIGN = 1002
 CODE_BAD_TIME = 1003
 
@@ -32,7 +31,6 @@ class FilePage:
 
     items: list[object]
     reported_page_size: int | None
-    total_count: int | None
     strings_checked: bool = False
 
 
@@ -78,7 +76,7 @@ def classify_response(
 
     data = document.get("data")
     if data is None:
-        return FilePage(items=[], reported_page_size=None, total_count=None)
+        return FilePage(items=[], reported_page_size=None)
     if not isinstance(data, dict):
         raise TransientError("response field data is not an object")
     items = data.get("result")
@@ -89,7 +87,6 @@ def classify_response(
     return FilePage(
         items=items,
         reported_page_size=_positive_int(data.get("pageSize")),
-        total_count=_positive_int(data.get("totalCount")),
         strings_checked=strings_checked,
     )
 

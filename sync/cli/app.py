@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,11 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sync.cli.logs import configure_logging
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings, load_settings
-from sync.domain.chinatime import CHINA_TZ
+from sync.domain.chinatime import format_china_time
+from sync.domain.customers import customer_label
 from sync.domain.customers_file import CustomerRow, CustomersFileError, parse_customers
 from sync.domain.errors import ConfigError, SyncError
 from sync.domain.exits import ExitCode
-from sync.domain.pager import PassMode
+from sync.domain.pager import CustomerCursor, PassMode
 from sync.mirror import database as db
 from sync.mirror import reports
 from sync.mirror.store import MirrorStore, open_store
@@ -61,7 +62,7 @@ def _main(
     _Options.migrate = not no_migrate
 
 
-def _execute(body: Callable[[Settings], Awaitable[int]], **overrides: Any) -> None:
+def _execute(body: Callable[[Settings], Coroutine[Any, Any, int]], **overrides: Any) -> None:
     """Load settings, run ``body``, and turn every failure into one line and an exit status."""
     try:
         settings = load_settings(**overrides)
@@ -70,7 +71,7 @@ def _execute(body: Callable[[Settings], Awaitable[int]], **overrides: Any) -> No
             settings.sync_log_level,
             secrets=[settings.tanma_app_key.get_secret_value()],
         )
-        code = asyncio.run(body(settings))
+        code: int = asyncio.run(body(settings))
     except SyncError as exc:
         err.print(f"error: {exc}", markup=False)
         code = ExitCode.FATAL
@@ -173,7 +174,7 @@ def customers_add(
 
 @customers_app.command("list")
 def customers_list() -> None:
-    """List the customers, with how many files each has in the mirror."""
+    """List the customers and the ids each request sends for them."""
 
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
@@ -275,9 +276,10 @@ def status(
             title="customers",
         )
         for row in customers:
+            in_pass = CustomerCursor(pass_started_at=row["pass_started_at"]).in_pass
             state = (
                 "syncing (resumes)"
-                if row["pass_cursor_id"]
+                if in_pass
                 else "complete"
                 if row["high_water_id"]
                 else "never synced"
@@ -285,11 +287,11 @@ def status(
                 else "complete (empty)"
             )
             table.add_row(
-                str(row["customer_id"] or f"ext:{row['external_user_id']}"),
+                customer_label(row["customer_id"], row["external_user_id"]),
                 str(row["files"]),
-                _china_time(row["newest"]),
+                format_china_time(row["newest"]),
                 state,
-                _china_time(row["last_success_at"]),
+                format_china_time(row["last_success_at"]),
                 (row["last_error"] or "")[:60],
             )
         out.print(table)
@@ -311,7 +313,7 @@ def status(
                 str(r["id"]),
                 r["mode"],
                 r["status"],
-                _china_time(r["started_at"]),
+                format_china_time(r["started_at"]),
                 f"{r['customers_ok']}/{r['customers_failed']}",
                 str(r["records_inserted"]),
                 str(r["records_updated"]),
@@ -327,10 +329,6 @@ def status(
         return ExitCode.OK
 
     _execute(body)
-
-
-def _china_time(value: Any) -> str:
-    return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 # -- report --------------------------------------------------------------------------------
@@ -433,7 +431,7 @@ def sim(
     """Serve a simulated Tanmarket API with generated data (for trying things out)."""
     from sync.sim import FAULT_KINDS, SimConfig, SimDataset, Simulator
 
-    faults: dict[str, float] = {}
+    faults: dict[str, Any] = {}
     for item in fault or []:
         kind, _, probability = item.partition("=")
         try:

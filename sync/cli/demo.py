@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings
-from sync.domain.chinatime import CHINA_TZ
+from sync.domain.chinatime import format_china_time
 from sync.domain.customers_file import parse_customers
 from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
-from sync.mirror.models import CustomerFile
-from sync.mirror.store import open_store
+from sync.domain.tally import RunStatus
+from sync.mirror.store import MirrorStore, open_store
 from sync.sim import SimConfig, SimDataset, Simulator
 
 
@@ -32,10 +27,7 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
     out.print(f"[bold]1.[/] simulator on {base_url}: {customers} customers with generated files")
     try:
         async with open_store(settings) as store:
-            with tempfile.TemporaryDirectory() as scratch:
-                path = Path(scratch) / "customers.csv"
-                path.write_text(dataset.customers_csv(), encoding="utf-8")
-                rows, problems = parse_customers(path.read_bytes(), path.name)
+            rows, problems = parse_customers(dataset.customers_csv().encode(), "customers.csv")
             counts = await store.customers.import_rows(rows)
             out.print(f"[bold]2.[/] imported customers.csv: {counts.added} customers added")
 
@@ -51,47 +43,36 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
             second = await sync_pass(settings, store, PassMode.INCREMENTAL)
             out.print("   " + describe_report(second), markup=False)
 
-            await _show_mirror(store.engine, dataset, settings, out)
-            failed = problems or counts.conflicts or first.status != "ok" or second.status != "ok"
+            await _show_mirror(store, dataset, settings, out)
+            failed = (
+                problems
+                or counts.conflicts
+                or first.status is not RunStatus.OK
+                or second.status is not RunStatus.OK
+            )
             return ExitCode.PARTIAL if failed else ExitCode.OK
     finally:
         await simulator.stop()
 
 
 async def _show_mirror(
-    engine: AsyncEngine, dataset: SimDataset, settings: Settings, out: Console
+    store: MirrorStore, dataset: SimDataset, settings: Settings, out: Console
 ) -> None:
     expected = dataset.expected_mirror()
-    async with engine.connect() as conn:
-        ids = set((await conn.execute(select(CustomerFile.id))).scalars())
-        by_type = (
-            await conn.execute(
-                select(CustomerFile.file_type, func.count(), func.sum(CustomerFile.file_size_bytes))
-                .group_by(CustomerFile.file_type)
-                .order_by(func.count().desc())
-            )
-        ).all()
-        newest = (
-            await conn.execute(
-                select(
-                    CustomerFile.create_time,
-                    CustomerFile.customer_id,
-                    CustomerFile.file_name,
-                    CustomerFile.file_size_text,
-                    CustomerFile.author_name,
-                )
-                .order_by(CustomerFile.create_time.desc())
-                .limit(5)
-            )
-        ).all()
+    ids = await store.reads.file_ids()
     table = Table("file type", "files", "total size", title="what the mirror holds")
-    for file_type, count, size in by_type:
+    for file_type, count, size in await store.reads.files_by_type():
         table.add_row(file_type or "?", f"{count:,}", f"{(size or 0) / 1024**2:,.1f} MiB")
     out.print(table)
     recent = Table("created (UTC+8)", "customer", "file", "size", "author", title="newest files")
-    for created, customer, name, size, author in newest:
-        when = created.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S") if created else ""
-        recent.add_row(when, str(customer), name or "", size or "", author or "")
+    for row in await store.reads.newest_files(5):
+        recent.add_row(
+            format_china_time(row["create_time"]),
+            str(row["customer_id"]),
+            row["file_name"] or "",
+            row["file_size_text"] or "",
+            row["author_name"] or "",
+        )
     out.print(recent)
     missing, extra = len(expected.keys() - ids), len(ids - expected.keys())
     verdict = "[green]matches[/]" if not missing and not extra else "[red]differs from[/]"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -39,7 +40,9 @@ class SecretScrubber:
         self._secrets = [s for s in secrets if len(s) >= _MIN_SUBSTRING_SECRET]
         self._whole = frozenset(s for s in secrets if s)
 
-    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         if not self._whole:
             return event
         return {key: self._scrub(value) for key, value in event.items()}

@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -37,7 +38,7 @@ class PassProgress:
         self._started = time.monotonic()
         self._last_line = self._started
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         if sys.stderr.isatty():
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),

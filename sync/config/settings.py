@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -153,7 +153,7 @@ def parse_listen_address(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and ``.env``; ``overrides`` win. Raises ConfigError."""
     try:
         return Settings(**overrides)

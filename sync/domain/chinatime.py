@@ -19,8 +19,9 @@ def parse_china_time(value: object) -> datetime | None:
     text = value.strip()
     try:
         if _CHINA_TIME.match(text):  # the form the API sends: sliced, ~8x cheaper than strptime
-            fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
-            return datetime(*map(int, fields), tzinfo=UTC) - CHINA_OFFSET
+            year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+            hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - CHINA_OFFSET
         # Other spellings strptime accepts (single-digit fields, Unicode digits).
         local = datetime.strptime(text, _API_FORM)
         return local.replace(tzinfo=CHINA_TZ).astimezone(UTC)

@@ -109,13 +109,6 @@ def parse_size(text: str | None) -> int | None:
     return round(value) if value <= MAX_BIGINT else None
 
 
-def record_id_of(item: object) -> int | None:
-    """The usable id of a raw item, or None (used by the pager to place the cursor)."""
-    if not isinstance(item, dict):
-        return None
-    return _record_id(item.get("id", _MISSING))[0]
-
-
 _MISSING = object()
 
 
@@ -187,12 +180,11 @@ def _too_deep(value: dict[str, Any] | list[Any], depth: int = 0) -> str:
 
 
 def _plainly_storable(value: object) -> bool:
-    kind = type(value)
-    if kind is str:
-        return _BAD_CHAR.search(value) is None  # type: ignore[arg-type]
-    if kind is int:
-        return value.bit_length() <= _MAX_INT_BITS  # type: ignore[attr-defined]
-    return kind is bool or value is None
+    if type(value) is str:
+        return _BAD_CHAR.search(value) is None
+    if type(value) is int:
+        return value.bit_length() <= _MAX_INT_BITS
+    return type(value) is bool or value is None
 
 
 def _file_content(value: object) -> dict[str, Any]:
@@ -226,7 +218,7 @@ def _file_type(declared: str | None, name: str | None, url: str | None) -> str |
 
 def _text(value: object) -> str | None:
     if type(value) is str:  # nearly always: one test instead of five
-        return value  # type: ignore[return-value]
+        return value
     if value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, bool):
@@ -243,7 +235,7 @@ def _text(value: object) -> str | None:
 
 def _bigint(value: object) -> int | None:
     if type(value) is int:  # nearly always (a bool is not exactly int)
-        return value if -MAX_BIGINT - 1 <= value <= MAX_BIGINT else None  # type: ignore[operator,return-value]
+        return value if -MAX_BIGINT - 1 <= value <= MAX_BIGINT else None
     if isinstance(value, bool):
         return None
     if isinstance(value, str) and is_ascii_digits(value.strip().removeprefix("-")):

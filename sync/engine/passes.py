@@ -65,7 +65,7 @@ class SyncEngine:
         self._db_failures_in_a_row = 0
         # Ends of runs the database refused to record; written before the next run starts, so
         # a long-lived daemon does not leave its own runs `running` after an outage.
-        self._unrecorded: list[tuple[int, str, dict[str, int], str | None]] = []
+        self._unrecorded: list[tuple[int, RunStatus, dict[str, int], str | None]] = []
 
     async def run_pass(
         self,
@@ -302,5 +302,8 @@ def split_items(
     rejected: list[RejectedRecord] = []
     for item in items:
         parsed = parse_record(item, strings_checked=strings_checked)
-        (records if isinstance(parsed, FileRecord) else rejected).append(parsed)  # type: ignore[arg-type]
+        if isinstance(parsed, FileRecord):
+            records.append(parsed)
+        else:
+            rejected.append(parsed)
     return records, rejected

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.domain.customers import CustomerKey
@@ -52,7 +52,7 @@ class CustomerTable:
                 if match is None:
                     values = {**_customer_fields(row), "created_at": now, "updated_at": now}
                     result = await conn.execute(
-                        Customer.__table__.insert().values(values).returning(Customer.id)
+                        insert(Customer).values(values).returning(Customer.id)
                     )
                     record = {**values, "id": result.scalar_one()}
                     added += 1

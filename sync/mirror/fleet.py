@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync.domain.customers import CustomerKey
+from sync.domain.customers import CustomerKey, customer_label
 from sync.domain.errors import LeaseLost
 from sync.mirror.dialect import Dialect
 from sync.mirror.models import (
@@ -28,11 +28,13 @@ from sync.mirror.models import (
     CustomerSchedule,
     CustomerSyncState,
     SyncWorker,
-    utc_now,
 )
 from sync.mirror.pages import Fence
 
-_SCHEDULE = CustomerSchedule.__table__
+# A declarative class's __table__ is a Table; SQLAlchemy's stubs only promise a FromClause.
+_SCHEDULE = cast(Table, CustomerSchedule.__table__)
+# Never-planned customers (new ones) first, then by due time; the id makes the order total.
+_MOST_OVERDUE_FIRST = (_SCHEDULE.c.next_due_at.asc().nulls_first(), _SCHEDULE.c.customer_ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,6 @@ class Claim:
     customer: CustomerKey
     full: bool
     poll_interval_s: float | None
-    last_success_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,6 @@ class Stalest:
 
     label: str
     since: datetime
-    customers: int
 
 
 class FleetStore:
@@ -94,10 +94,6 @@ class FleetStore:
                 )
                 .values(lease_expires_at=self._dialect.now(lease_ttl))
             )
-            return await self._live_workers(conn, lease_ttl)
-
-    async def live_workers(self, lease_ttl: float) -> int:
-        async with self.engine.connect() as conn:
             return await self._live_workers(conn, lease_ttl)
 
     async def _live_workers(self, conn: AsyncConnection, lease_ttl: float) -> int:
@@ -172,7 +168,7 @@ class FleetStore:
         candidates = (
             select(_SCHEDULE.c.customer_ref)
             .where(due, free)
-            .order_by(_SCHEDULE.c.next_due_at.asc().nulls_first(), _SCHEDULE.c.customer_ref)
+            .order_by(*_MOST_OVERDUE_FIRST)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -195,31 +191,21 @@ class FleetStore:
                     Customer.sales_id,
                     _SCHEDULE.c.full_requested_at,
                     _SCHEDULE.c.poll_interval_s,
-                    _SCHEDULE.c.next_due_at,
-                    CustomerSyncState.last_success_at,
                 )
                 .join(_SCHEDULE, _SCHEDULE.c.customer_ref == Customer.id)
-                .outerjoin(CustomerSyncState, CustomerSyncState.customer_ref == Customer.id)
                 .where(Customer.id.in_(refs))
+                .order_by(*_MOST_OVERDUE_FIRST)
             )
-            claimed = [
-                (
-                    row.next_due_at,
-                    Claim(
-                        CustomerKey(
-                            row.id, row.customer_id, row.external_user_id, row.user_id, row.sales_id
-                        ),
-                        full=row.full_requested_at is not None,
-                        poll_interval_s=row.poll_interval_s,
-                        last_success_at=row.last_success_at,
+            return [
+                Claim(
+                    CustomerKey(
+                        row.id, row.customer_id, row.external_user_id, row.user_id, row.sales_id
                     ),
+                    full=row.full_requested_at is not None,
+                    poll_interval_s=row.poll_interval_s,
                 )
                 for row in rows
             ]
-        claimed.sort(
-            key=lambda pair: (pair[0] is not None, pair[0] or utc_now(), pair[1].customer.ref)
-        )
-        return [claim for _, claim in claimed]
 
     def lease_fence(self, worker_id: str, customer_ref: int, lease_ttl: float) -> Fence:
         """A check for the page transaction: the lease is still ours (and is renewed), or the
@@ -305,15 +291,11 @@ class FleetStore:
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-            if row is None:
-                return None
-            total = await conn.scalar(select(func.count()).select_from(Customer)) or 0
-        label = (
-            str(row.customer_id) if row.customer_id is not None else f"ext:{row.external_user_id}"
-        )
+        if row is None:
+            return None
         since_value = row.since
         if isinstance(since_value, str):  # SQLite hands back text from coalesce()
             since_value = datetime.fromisoformat(since_value)
         if since_value.tzinfo is None:
-            since_value = since_value.replace(tzinfo=utc_now().tzinfo)
-        return Stalest(label, since_value, int(total))
+            since_value = since_value.replace(tzinfo=UTC)
+        return Stalest(customer_label(row.customer_id, row.external_user_id), since_value)

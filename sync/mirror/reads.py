@@ -33,7 +33,7 @@ class MirrorReads:
                 func.coalesce(files.c.files, 0).label("files"),
                 files.c.newest,
                 CustomerSyncState.high_water_id,
-                CustomerSyncState.pass_cursor_id,
+                CustomerSyncState.pass_started_at,
                 CustomerSyncState.last_success_at,
                 CustomerSyncState.last_error,
                 CustomerSyncState.consecutive_failures,
@@ -64,3 +64,33 @@ class MirrorReads:
                 "rejected": await conn.scalar(select(func.count()).select_from(RejectedRecordRow))
                 or 0,
             }
+
+    async def file_ids(self) -> set[int]:
+        """The id of every mirrored record, deleted ones included."""
+        async with self._engine.connect() as conn:
+            return set((await conn.execute(select(CustomerFile.id))).scalars())
+
+    async def files_by_type(self) -> list[tuple[str | None, int, int | None]]:
+        """(file type, files, total bytes) for every type, most files first."""
+        query = (
+            select(CustomerFile.file_type, func.count(), func.sum(CustomerFile.file_size_bytes))
+            .group_by(CustomerFile.file_type)
+            .order_by(func.count().desc())
+        )
+        async with self._engine.connect() as conn:
+            return [(row[0], row[1], row[2]) for row in await conn.execute(query)]
+
+    async def newest_files(self, limit: int) -> list[dict[str, Any]]:
+        query = (
+            select(
+                CustomerFile.create_time,
+                CustomerFile.customer_id,
+                CustomerFile.file_name,
+                CustomerFile.file_size_text,
+                CustomerFile.author_name,
+            )
+            .order_by(CustomerFile.create_time.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [dict(r) for r in (await conn.execute(query)).mappings()]

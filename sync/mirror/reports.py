@@ -25,7 +25,7 @@ from sqlalchemy import BigInteger, Date, Select, Text, cast, column, distinct, f
 from sqlalchemy.sql import ColumnElement, FromClause, TableClause
 from sqlalchemy.types import TypeEngine
 
-from sync.domain.chinatime import CHINA_TZ
+from sync.domain.chinatime import CHINA_TZ, format_china_time
 from sync.mirror.models import UTCDateTime
 
 Row = Mapping[str, Any]
@@ -376,7 +376,7 @@ def cell_text(kind: Kind, value: Any) -> str:
     if kind is Kind.SECONDS:
         return human_seconds(value)
     if kind is Kind.INSTANT and isinstance(value, datetime):
-        return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+        return format_china_time(value)
     if kind is Kind.DATE and isinstance(value, date):
         return value.isoformat()
     return str(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.domain.tally import RUN_COUNTERS, RunStatus
@@ -30,7 +30,7 @@ class RunLog:
         owner = owner or current_owner()
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                SyncRun.__table__.insert()
+                insert(SyncRun)
                 .values(
                     mode=mode,
                     status=RunStatus.RUNNING.value,

@@ -43,10 +43,10 @@ def api_record(record_id: int, **changes: object) -> dict:
 def parsed(*raws: dict) -> list[FileRecord]:
     out = [parse_record(r) for r in raws]
     assert all(isinstance(r, FileRecord) for r in out)
-    return out  # type: ignore[return-value]
+    return out
 
 
-async def one_customer(store: MirrorStore):  # type: ignore[no-untyped-def]
+async def one_customer(store: MirrorStore):
     await store.customers.import_rows(
         [CustomerRow(460155938357312, "zhangwei", None, 446755638177856)]
     )
@@ -183,7 +183,7 @@ async def test_rejected_items_are_kept_once_with_their_reason(store: MirrorStore
     ]
     assert all(isinstance(b, RejectedRecord) for b in bad)
     for _ in range(2):
-        await store.pages.save(customer, [], bad, CustomerCursor(), run_id=None, completed=True)  # type: ignore[arg-type]
+        await store.pages.save(customer, [], bad, CustomerCursor(), run_id=None, completed=True)
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(RejectedRecordRow).order_by(RejectedRecordRow.id))).all()
     assert len(rows) == 2

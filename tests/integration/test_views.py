@@ -251,7 +251,7 @@ async def test_the_report_query_reads_the_view_as_python_values(
 def live_files(dataset: SimDataset) -> list[FileRecord]:
     parsed = [parse_record(raw) for raw in dataset.expected_mirror().values()]
     assert all(isinstance(p, FileRecord) for p in parsed)
-    return parsed  # type: ignore[return-value]
+    return parsed
 
 
 def china_day(record: FileRecord) -> date | None:
@@ -292,7 +292,7 @@ def _measures(row: dict[str, Any], customers: bool = True) -> tuple[Any, ...]:
 async def read_report(engine: AsyncEngine, name: str, since: date | None = None) -> list[dict]:
     report = reports.find_report(name)
     rows = await MirrorStore(engine).reads.report_rows(reports.report_query(report, since))
-    return reports.ordered(report, rows)  # type: ignore[return-value]
+    return reports.ordered(report, rows)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

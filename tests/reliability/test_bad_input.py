@@ -45,10 +45,10 @@ _INT_COLUMNS = ("sales_id", "customer_id", "file_size_bytes", "operator_id")
 _NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def _hypothesis(examples: int):  # type: ignore[no-untyped-def]
+def _hypothesis(examples: int):
     """The run's seed, no example database, no deadline (a loaded CI machine is slow)."""
 
-    def wrap(test):  # type: ignore[no-untyped-def]
+    def wrap(test):
         return seed(SEED)(
             settings(
                 max_examples=examples,
@@ -305,7 +305,7 @@ def test_hostile_pages_are_stored_or_set_aside_in_the_database(
     assert seen["stored"] and seen["rejected"]
 
 
-async def _read_back(engine, ids: list[int]) -> tuple[dict[int, Any], dict[str, str]]:  # type: ignore[no-untyped-def]
+async def _read_back(engine, ids: list[int]) -> tuple[dict[int, Any], dict[str, str]]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(CustomerFile).where(CustomerFile.id.in_(ids)))).all()
         set_aside = (

@@ -290,7 +290,7 @@ async def test_every_statement_binds_its_parameters(
     sim = sim_factory(dataset)
     statements: list[str] = []
 
-    def capture(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement)
 
     event.listen(store.engine.sync_engine, "before_cursor_execute", capture)

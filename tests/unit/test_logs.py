@@ -29,7 +29,7 @@ def test_a_short_key_is_scrubbed_only_as_a_whole_value() -> None:
     assert event == {"event": "pass_finished", "status": "ok", "mode": "backfill", "key": REDACTED}
 
 
-def test_rendered_lines_carry_no_key(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rendered_lines_carry_no_key(monkeypatch) -> None:
     stream = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stream)
     configure_logging("json", "debug", secrets=[KEY])

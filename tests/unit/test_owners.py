@@ -32,7 +32,7 @@ def run(**facts: object) -> RunOwnerFacts:
         "worker_id": None,
         "heartbeat_at": None,
     }
-    return RunOwnerFacts(**(base | facts))  # type: ignore[arg-type]
+    return RunOwnerFacts(**(base | facts))
 
 
 def dead(pid: int) -> bool:
