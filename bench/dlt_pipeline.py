@@ -6,7 +6,7 @@ records loaded and the seconds the pipeline took. Needs the bench extra (``pip i
 -e '.[bench]'``).
 
 It uses what dlt offers for such an API: a custom auth class that signs each request body
-(the algorithm of sync/signing.py), a paginator that follows ``lastId``, a parent resource of
+(the algorithm of sync/api/signing.py), a paginator that follows ``lastId``, a parent resource of
 customers whose ids are placed in the request body, and a merge on ``id``.
 """
 

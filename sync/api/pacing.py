@@ -11,12 +11,23 @@ requests start, and never more than two back to back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 
 class RequestPacer:
     """``await pacer.acquire()`` before each request; waiters are served first come, first out."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+    ) -> None:
+        """``clock`` (seconds) and ``sleep`` default to the running event loop's clock and
+        ``asyncio.sleep``; a test passes virtual ones to drive the schedule exactly."""
+        self._clock = clock
+        self._sleep = sleep
         self._interval = 0.0
         self._next = float("-inf")  # when the next request is due on the schedule
         self._last = float("-inf")  # when the last request started
@@ -24,25 +35,30 @@ class RequestPacer:
         self._lock: asyncio.Lock | None = None
 
     def set_rate(self, rate: float) -> None:
-        """Change the pace: the next request is due one new interval after the last one."""
+        """Change the pace: the next request may start one new interval after the last one
+        (its due time is one interval later still, the slack ``acquire`` allows), whether the
+        rate went up or down, so a change never lets a third request start back to back."""
         if not rate > 0:
             raise ValueError("rate must be > 0")
+        if 1.0 / rate == self._interval:
+            return  # set on every heartbeat: an unchanged share keeps the schedule
         self._interval = 1.0 / rate
-        self._next = min(self._next, self._last + self._interval)
+        self._next = self._last + 2 * self._interval
 
     async def acquire(self) -> bool:
         """Wait for this request's turn; True when it had to wait."""
         if self._lock is None:
             self._lock = asyncio.Lock()
-        loop = asyncio.get_running_loop()
+        clock = self._clock or asyncio.get_running_loop().time
+        sleep = self._sleep or asyncio.sleep
         async with self._lock:  # FIFO: one waiter sleeps at a time, no thundering herd
-            now = loop.time()
+            now = clock()
             # Due up to one interval early is allowed: that interval is the slack that absorbs
             # a late wake-up of the previous request without losing its slot.
             wait = self._next - self._interval - now
             if wait > 0:
-                await asyncio.sleep(wait)
-                now = loop.time()
+                await sleep(wait)
+                now = clock()
             self._next = max(self._next, now) + self._interval
             self._last = now
             return wait > 0

@@ -18,7 +18,8 @@ def parse_china_time(value: object) -> datetime | None:
         return None
     text = value.strip()
     try:
-        if _CHINA_TIME.match(text):  # the form the API sends: sliced, ~8x cheaper than strptime
+        # The form the API sends, sliced: several times cheaper than strptime.
+        if _CHINA_TIME.match(text):
             year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
             hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
             return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - CHINA_OFFSET

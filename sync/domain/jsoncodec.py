@@ -27,8 +27,8 @@ def decode_json(body: bytes | str) -> tuple[object, bool]:
     lone surrogate, no number is non-finite, no integer is wider than 64 bits.
 
     orjson decodes most answers, fast; what it refuses or might read differently (long numbers,
-    NaN, lone surrogates, UTF-16, a BOM) goes to the standard library, which decodes it as
-    before and whose errors are the ones callers see. The two agree on every text sent to both.
+    NaN, lone surrogates, UTF-16, a BOM) goes to the standard library, which decodes it
+    exactly, and whose errors are the ones callers see. The two agree on every text sent to both.
     """
     raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
     if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):

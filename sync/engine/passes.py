@@ -194,7 +194,7 @@ class SyncEngine:
             raise
         except Exception as exc:
             # A bug must cost one customer's pass, not the run; the cursor is still consistent
-            # because nothing is written outside save_page's transaction.
+            # because nothing is written outside the page transaction (store.pages.save).
             bound.exception("internal_error")
             reason = f"internal error ({type(exc).__name__}: {exc})"
         if outcome.stopped is not None:

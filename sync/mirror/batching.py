@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,7 +69,8 @@ class Batcher(Generic[T, R]):
             self._writer_left = asyncio.Event()
         left = asyncio.ensure_future(self._writer_left.wait())
         try:
-            await asyncio.wait({entry.result, left}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {entry.result, left}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             left.cancel()
 

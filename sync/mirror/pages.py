@@ -45,7 +45,7 @@ Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class _PageWrite:
-    """What save_page was handed, waiting for its transaction."""
+    """What PageWriter.save was handed, waiting for its transaction."""
 
     customer: CustomerKey
     records: Sequence[FileRecord]

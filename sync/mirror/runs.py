@@ -69,7 +69,7 @@ class RunLog:
         alive: Callable[[int], bool] = pid_exists,
     ) -> dict[int, str]:
         """Mark ``abandoned`` the runs still ``running`` whose owner is provably gone (see
-        sync/owners.py); returns their ids with the reason recorded."""
+        sync/mirror/owners.py); returns their ids with the reason recorded."""
         me = me or current_owner()
         query = (
             select(

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from sync.mirror.database import create_engine
+from sync.mirror.models import CustomerSyncState
 from sync.sim import SimDataset
 from tests.cli_support import Cli, clean_env, run_and_kill
 from tests.helpers import APP_KEY, assert_mirror_equals, dump_database_sync, fetch_mirror_sync
+from tests.waiting import until_sync
 
 SUMMARY = re.compile(r"(\d+) requests")
+
+
+def synced_customers(database_url: str) -> int:
+    """How many customers a CLI subprocess has synced so far."""
+
+    async def read() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                return int(
+                    await conn.scalar(
+                        select(func.count()).where(CustomerSyncState.last_success_at.is_not(None))
+                    )
+                    or 0
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
 
 
 def no_trace(text: str) -> None:
@@ -228,10 +251,11 @@ def test_ctrl_c_mid_backfill_exits_130_and_the_next_run_finishes(
     (tmp_path / "c.csv").write_text(dataset.customers_csv(), "utf-8")
     cli("customers", "import", str(tmp_path / "c.csv"))
     process = cli.start("backfill")
-    # Interrupt mid-pass, however long start-up takes on a loaded machine.
+    # Interrupt mid-pass, with some customers written, however long start-up takes on a loaded
+    # machine.
     first = process.stderr.readline()
     assert json.loads(first)["event"] == "pass_started", first
-    time.sleep(0.5)
+    until_sync(lambda: synced_customers(database_url) >= 2, 60, "two customers to be synced")
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     err = first + err

@@ -18,13 +18,16 @@ from sync.api.client import TanmaClient
 from sync.daemon import daemon as daemon_module
 from sync.daemon.daemon import Daemon
 from sync.mirror.fleet import FleetStore
-from sync.mirror.models import CustomerSchedule, SyncRun, utc_now
+from sync.mirror.models import CustomerSchedule, CustomerSyncState, SyncRun, utc_now
 from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
 from tests.helpers import APP_ID, APP_KEY, make_settings
 from tests.integration.test_engine import import_all
+from tests.waiting import until
 
 STALENESS = 4.0
+# Bounds on waits for the daemon to reach a state; generous, as they only catch a hang.
+SETTLE_S = 60.0
 
 
 def daemon_settings(url: str, database_url: str, **overrides: Any) -> Any:
@@ -62,6 +65,36 @@ async def get(daemon: Daemon, path: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
+async def everyone_synced(store: MirrorStore, customers: int) -> bool:
+    async with store.engine.connect() as conn:
+        synced = await conn.scalar(
+            select(func.count()).where(CustomerSyncState.last_success_at.is_not(None))
+        )
+    return synced == customers
+
+
+async def last_run_id(store: MirrorStore) -> int:
+    async with store.engine.connect() as conn:
+        return int(await conn.scalar(select(func.max(SyncRun.id))) or 0)
+
+
+async def a_pass_ended_after(store: MirrorStore, run_id: int) -> bool:
+    """Whether a pass that began after run ``run_id`` has ended."""
+    async with store.engine.connect() as conn:
+        ended = await conn.scalar(
+            select(func.count()).where(SyncRun.id > run_id, SyncRun.finished_at.is_not(None))
+        )
+    return bool(ended)
+
+
+async def no_lease_held(store: MirrorStore) -> bool:
+    async with store.engine.connect() as conn:
+        held = await conn.scalar(
+            select(func.count()).where(CustomerSchedule.lease_owner.is_not(None))
+        )
+    return held == 0
+
+
 async def stalest_age(store: MirrorStore) -> float:
     stalest = await FleetStore(store.engine).stalest()
     assert stalest is not None
@@ -78,7 +111,9 @@ async def test_active_customers_are_polled_more_often_and_none_goes_stale(
         active = 0
         ages: list[float] = []
         async with running_daemon(settings, store):
-            await asyncio.sleep(1.0)  # the first sweep syncs everyone
+            await until(
+                lambda: everyone_synced(store, 12), SETTLE_S, "the first sweep to sync everyone"
+            )
             simulator.reset_stats()
             for _ in range(32):  # 8 s: new files for one customer every quarter second
                 dataset.add_record(active)
@@ -107,9 +142,14 @@ async def test_metrics_parse_and_their_counters_match_the_database(
         await import_all(store, dataset)
         settings = daemon_settings(simulator.base_url, database_url)
         async with running_daemon(settings, store) as daemon:
-            await asyncio.sleep(1.5)
+            await until(lambda: everyone_synced(store, 25), SETTLE_S, "every customer to sync")
             dataset.advance(new_rate=0.5, late_rate=0.2, delete_rate=0, update_rate=0.1)
-            await asyncio.sleep(1.5)
+            advanced_after = await last_run_id(store)
+            await until(
+                lambda: a_pass_ended_after(store, advanced_after),
+                SETTLE_S,
+                "a pass begun after the new files to end",
+            )
             status, served = await get(daemon, "/metrics")
         # Stopped: the database and the counters have settled; the same exposition, final.
         text = generate_latest(daemon.sweeper.metrics.registry).decode()
@@ -155,19 +195,22 @@ async def test_health_turns_degraded_when_the_signature_is_rejected(
         await import_all(store, dataset)
         settings = daemon_settings(simulator.base_url, database_url)
         async with running_daemon(settings, store) as daemon:
-            for _ in range(100):
-                status, body = await get(daemon, "/healthz")
-                if status == 503:
-                    break
-                await asyncio.sleep(0.05)
-            async with store.engine.connect() as conn:
-                held = await conn.scalar(
-                    select(func.count()).where(CustomerSchedule.lease_owner.is_not(None))
-                )
+            served: list[tuple[int, str]] = []
+
+            async def degraded() -> bool:
+                served.append(await get(daemon, "/healthz"))
+                return served[-1][0] == 503
+
+            await until(degraded, SETTLE_S, "/healthz to turn degraded")
+            # A failed sweep hands its leases back, in its last step: health may turn degraded
+            # a moment before that.
+            await until(
+                lambda: no_lease_held(store), SETTLE_S, "the failed sweep's leases to go back"
+            )
+    status, body = served[-1]
     assert status == 503, body
     assert '"status": "degraded"' in body and "credentials rejected" in body
     assert APP_KEY not in body
-    assert held == 0  # a failed sweep hands its leases back
 
 
 async def test_after_a_signalled_shutdown_a_further_signal_still_forces_the_exit(

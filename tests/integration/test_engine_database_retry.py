@@ -29,7 +29,7 @@ from sync.sim import SimDataset
 from tests.helpers import assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.support import import_customers
 
-# What the engine waits between attempts (sync/engine.py): 0.25 + 0.5 + 1 + 2 s.
+# What the engine waits between attempts (sync/engine/db_retry.py): 0.25 + 0.5 + 1 + 2 s.
 RETRY_WAITS_S = sum(DB_RETRY_WAITS_S)
 
 

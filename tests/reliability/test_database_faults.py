@@ -39,7 +39,7 @@ from tests.reliability.mirror_checks import problems, read_snapshot, read_upstre
 from tests.reliability.support import import_customers
 from tests.reliability.tcp_proxy import TcpProxy
 
-# What the engine waits between a page write's attempts before it gives up (sync/engine.py).
+# What the engine waits between a page write's attempts before it gives up (engine/db_retry.py).
 RETRY_WAITS_S = sum(DB_RETRY_WAITS_S)
 # A cut this long is an outage the retries cannot outlast.
 OUTAGE_LIMIT_S = 15.0

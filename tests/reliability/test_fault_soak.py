@@ -24,7 +24,7 @@ from tests.reliability.support import import_customers
 # The client's pace and the server's limit: the default SYNC_RATE_LIMIT.
 RATE = 10.0
 # The server's token bucket holds this many requests. The client's pacer promises at most
-# rate*T + 2 request starts in any T seconds (sync/pacing.py: two back to back absorb a late
+# rate*T + 2 request starts in any T seconds (sync/api/pacing.py: two back to back absorb a late
 # wake-up); one more token allows a request to reach the server up to one interval (100 ms at
 # 10/s) later than it started, for scheduling on a loaded two-core machine. A client that
 # ignores the limit overruns this at once (see the companion test below).

@@ -12,17 +12,42 @@ from sync.mirror.batching import Batcher
 
 
 class Recorder:
-    def __init__(self, delay: float = 0.01, poison: frozenset[int] = frozenset()) -> None:
+    """``write_batch`` for the tests. Each call suspends once (the transaction's round trips)
+    and, when ``held``, until ``release()``: callers that submit meanwhile queue behind it."""
+
+    def __init__(self, poison: frozenset[int] = frozenset(), *, held: bool = False) -> None:
         self.batches: list[list[int]] = []
-        self.delay = delay
         self.poison = poison
+        self._open = asyncio.Event()
+        if not held:
+            self._open.set()
+
+    def release(self) -> None:
+        self._open.set()
 
     async def write(self, items: Sequence[int]) -> list[int]:
-        await asyncio.sleep(self.delay)  # the transaction's round trips
+        await asyncio.sleep(0)
+        await self._open.wait()
         if self.poison & set(items):
             raise ValueError(f"bad item in {sorted(items)}")
         self.batches.append(list(items))
         return [item * 10 for item in items]
+
+
+async def submitted(group: Batcher[int, int], item: int) -> asyncio.Task[int]:
+    """A task submitting ``item``, returned once that task has queued it (and, with no writer
+    at work, started writing it)."""
+    running = asyncio.Event()
+
+    async def submit() -> int:
+        # submit() queues the item before its first await, and set() wakes our caller only
+        # after this task pauses: by then the item is queued.
+        running.set()
+        return await group.submit(item)
+
+    task = asyncio.create_task(submit())
+    await running.wait()
+    return task
 
 
 def _up_to(limit: int):  # type: ignore[no-untyped-def]
@@ -56,28 +81,28 @@ async def test_a_failing_item_fails_alone() -> None:
 
 
 async def test_a_cancelled_writer_hands_over_and_its_own_item_is_dropped() -> None:
-    recorder = Recorder(delay=0.05)
+    recorder = Recorder(held=True)
     group = Batcher(recorder.write, _up_to(100))
-    writer = asyncio.create_task(group.submit(0))
-    await asyncio.sleep(0.01)  # 0 is being written
-    followers = [asyncio.create_task(group.submit(i)) for i in (1, 2, 3)]
-    await asyncio.sleep(0.01)
+    writer = await submitted(group, 0)  # 0 is being written
+    followers = [await submitted(group, i) for i in (1, 2, 3)]
     writer.cancel()
-    assert await asyncio.gather(*followers) == [10, 20, 30]
     with pytest.raises(asyncio.CancelledError):
         await writer
-    assert [i for batch in recorder.batches for i in batch] == [1, 2, 3]
+    recorder.release()
+    assert await asyncio.gather(*followers) == [10, 20, 30]
+    assert recorder.batches == [[1, 2, 3]]
 
 
 async def test_a_cancelled_waiter_is_not_written() -> None:
-    recorder = Recorder(delay=0.05)
+    recorder = Recorder(held=True)
     group = Batcher(recorder.write, _up_to(1))
-    first = asyncio.create_task(group.submit(0))
-    await asyncio.sleep(0.01)
-    second = asyncio.create_task(group.submit(1))
-    third = asyncio.create_task(group.submit(2))
-    await asyncio.sleep(0.01)
+    first = await submitted(group, 0)
+    second = await submitted(group, 1)
+    third = await submitted(group, 2)
     second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    recorder.release()
     assert await first == 0
     assert await third == 20
     assert recorder.batches == [[0], [2]]

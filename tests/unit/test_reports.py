@@ -1,4 +1,4 @@
-"""The report catalogue, queries, order and rendering (sync/reports.py); no database."""
+"""The report catalogue, queries, order and rendering (sync/mirror/reports.py); no database."""
 
 from __future__ import annotations
 
