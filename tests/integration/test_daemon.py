@@ -216,9 +216,9 @@ async def test_health_turns_degraded_when_the_signature_is_rejected(
 async def test_after_a_signalled_shutdown_a_further_signal_still_forces_the_exit(
     store: MirrorStore, database_url: str
 ) -> None:
-    """Regression (seen in CI: a second SIGTERM 50 ms after the first killed the process with
-    status -15): once the daemon's loop handlers are gone, its caller still closes the client
-    and the database; a signal then must take the forced exit, not the default action."""
+    """Once the daemon's loop handlers are gone, its caller still closes the client and the
+    database; a signal then must take the forced exit (130), not the default action (a process
+    killed by SIGTERM, status -15)."""
     dataset = SimDataset(seed=14, customers=3, mean_files=2)
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

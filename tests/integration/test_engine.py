@@ -290,8 +290,8 @@ async def test_the_rate_limit_holds_across_concurrent_customers(
 async def test_a_resumed_pass_also_catches_what_arrived_above_it(
     store: MirrorStore, start_sim: StartSim, database_url: str
 ) -> None:
-    """Regression: finishing an interrupted walk used to leave records that arrived above its
-    cursor (new ones, and late ones below its stale top) for the pass after."""
+    """Finishing an interrupted walk also picks up what arrived above its cursor meanwhile (new
+    records, and late ones below its stale top), instead of leaving them for the pass after."""
     from datetime import UTC, datetime
 
     from sync.domain.pager import CustomerCursor

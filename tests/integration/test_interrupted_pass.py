@@ -1,6 +1,6 @@
 """A pass stopped before its end is recorded, counted and exited on as interrupted, everywhere
-from the one status its run row holds (regression: a daemon stopped mid-sweep counted an ok
-pass, refreshed the last-ok time health reads, and ``--burst`` exited 0)."""
+from the one status its run row holds: a daemon stopped mid-sweep counts no ok pass, leaves the
+last-ok time health reads, and ``--burst`` exits 130."""
 
 from __future__ import annotations
 

@@ -243,8 +243,8 @@ async def test_every_statement_binds_its_data(store: MirrorStore) -> None:
 async def test_a_line_that_contradicts_known_identities_is_set_aside_not_fatal(
     store: MirrorStore,
 ) -> None:
-    """Regression: such a line used to abort the whole import (unique violation) or silently
-    move one customer's WeCom id onto another."""
+    """Such a line is set aside with its number: it neither aborts the whole import (a unique
+    violation) nor silently moves one customer's WeCom id onto another."""
     await store.customers.import_rows(
         [CustomerRow(1, None, "wm-a", None), CustomerRow(2, None, "wm-b", None)]
     )

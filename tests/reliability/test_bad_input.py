@@ -372,9 +372,9 @@ async def test_poison_served_by_the_simulator_through_the_engine(
 
 
 def test_unstorable_escapes_inside_file_content_are_stored_not_fatal() -> None:
-    """Regression: a NUL or lone surrogate written as a JSON escape inside fileContent passed the
-    record's check, then failed the page's INSERT on PostgreSQL (and raised UnicodeEncodeError on
-    SQLite) on every pass: one such record blocked its customer for good. Now the content is
+    """A NUL or lone surrogate written as a JSON escape inside fileContent would pass a check of
+    the record's own text and then fail the page's INSERT (PostgreSQL refuses NUL, SQLite's
+    encoder lone surrogates) on every pass, blocking the customer for good. Such content is
     ignored like content that is not JSON, and the record is stored."""
     for content in ('{"name": "a\\u0000b"}', '{"url": "\\ud800", "type": "\\udfff"}'):
         parsed = parse_record({"id": 5, "fileContent": content})
@@ -385,8 +385,8 @@ def test_unstorable_escapes_inside_file_content_are_stored_not_fatal() -> None:
 
 
 def test_a_text_id_with_a_nul_or_surrogate_can_be_set_aside() -> None:
-    """Regression: the rejected item's id was kept verbatim for its record_id column, so a text
-    id holding a NUL or a lone surrogate made the rejection itself fail to store, every pass."""
+    """A text id holding a NUL or a lone surrogate, kept verbatim in record_id, would make the
+    rejection itself fail to store on every pass; it is shown with U+FFFD instead."""
     for raw_id in ("12\x00", "\ud800"):
         parsed = parse_record({"id": raw_id})
         assert isinstance(parsed, RejectedRecord)

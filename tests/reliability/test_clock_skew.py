@@ -58,9 +58,9 @@ async def test_a_skewed_clock_costs_one_1003_per_run(
 
 
 async def test_concurrent_first_requests_wait_for_the_clock(sim_factory, tmp_path) -> None:
-    """Regression: four requests started together all went out on the wrong clock and all came
-    back 1003 (seen on PostgreSQL, where the workers start in parallel). Now the first answer is
-    awaited before the others are sent."""
+    """Requests started together on a skewed clock would all come back 1003 (workers start in
+    parallel, most visibly on PostgreSQL): until an answer shows the clock right or corrected,
+    requests go one at a time, so a run sees exactly one 1003."""
     dataset = SimDataset(seed=32, customers=4, mean_files=3)
     sim = sim_factory(dataset, clock_offset_s=SKEW_S)
     settings = make_settings(
@@ -79,8 +79,8 @@ async def test_concurrent_first_requests_wait_for_the_clock(sim_factory, tmp_pat
 async def test_a_1003_does_not_use_up_the_only_attempt(
     store: MirrorStore, database_url: str, sim_factory
 ) -> None:
-    """With SYNC_MAX_ATTEMPTS=1 the first request of a skewed run used to fail its customer: the
-    1003 that corrected the clock was its one attempt. The attempt after such a 1003 is extra."""
+    """With SYNC_MAX_ATTEMPTS=1 the 1003 that corrects the clock must not be the request's one
+    attempt: the attempt after such a 1003 is extra, so every customer still syncs."""
     dataset = SimDataset(seed=33, customers=6, mean_files=12)
     sim = sim_factory(dataset, clock_offset_s=SKEW_S, timestamp_window_s=300)
     await import_customers(store, dataset)

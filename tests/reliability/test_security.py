@@ -158,8 +158,8 @@ async def test_tls_checks_the_host_name(certificates, tmp_path: Path) -> None:
 
 
 def test_the_ca_bundle_adds_to_the_system_trust_store(certificates, tmp_path: Path) -> None:
-    """Regression: TANMA_CA_BUNDLE replaced the system's trust store instead of adding to it (as
-    .env.example says it does). Here the "system" store is the first CA, named by SSL_CERT_FILE
+    """TANMA_CA_BUNDLE adds to the system's trust store, as .env.example says, never replaces
+    it. Here the "system" store is the first CA, named by SSL_CERT_FILE
     (which OpenSSL's default paths honour), and the bundle is the second CA: a server signed by
     either is trusted. Run in a child process so SSL_CERT_FILE is read fresh."""
     probe = (

@@ -21,9 +21,8 @@ from tests.reliability.figures import Figures
 async def test_a_429_burst_counts_towards_the_cap_of_the_page_it_hits(
     sim_factory, tmp_path
 ) -> None:
-    """Regression: the server answered burst 429s before it knew the page, so they did not count
-    as the page's faults: one page asked twelve times in a row got twelve 429s under a cap of
-    three. Now the fourth attempt at a page is always served."""
+    """Burst 429s count towards the fault cap of the page they hit, like every other fault: under
+    a cap of three, the fourth attempt at a page is always served, however often it is asked."""
     dataset = SimDataset(seed=51, customers=1, mean_files=5)
     sim = sim_factory(
         dataset, fault_burst429=1.0, burst429_length=3, max_faults_per_customer_page=3
