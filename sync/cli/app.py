@@ -242,6 +242,9 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int
     async with _store(settings) as store:
         report = await sync_pass(settings, store, mode, selectors)
     out.print(describe_report(report), markup=False)
+    if report.unreachable is not None:
+        err.print(f"error: {report.unreachable}", markup=False)
+        return ExitCode.FATAL
     if report.customers == 0:
         err.print("no customers yet: add them with `tanma-sync customers import PATH`")
     for failure in report.failures[:20]:

@@ -38,10 +38,16 @@ def describe_report(report: RunReport) -> str:
     t = report.totals
     seen = t.records_inserted + t.records_updated + t.records_unchanged
     rate = seen / report.seconds if report.seconds > 0 else 0.0
+    empty = (
+        f"; {report.customers_empty} customers returned no files on their first pass "
+        "(unknown ids answer so too)"
+        if report.customers_empty
+        else ""
+    )
     return (
         f"{report.mode.value} run #{report.run_id}: {report.customers} customers "
         f"({t.customers_ok} ok, {t.customers_failed} failed); records: {t.records_inserted} new, "
         f"{t.records_updated} updated, {t.records_unchanged} unchanged, {t.records_rejected} "
         f"rejected, {t.records_deleted} marked deleted; {t.requests} requests ({t.retries} "
-        f"retries) in {report.seconds:.2f}s = {rate:,.0f} records/s"
+        f"retries) in {report.seconds:.2f}s = {rate:,.0f} records/s{empty}"
     )

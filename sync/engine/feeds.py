@@ -33,6 +33,9 @@ class CustomerOutcome:
     error: str | None = None
     stopped: str | None = None
     counts: PageCounts = field(default_factory=PageCounts)
+    # Its list was empty, and no file of it had ever been seen before (an unknown id answers
+    # just so).
+    empty_first: bool = False
 
     @property
     def ok(self) -> bool:
