@@ -235,7 +235,10 @@ def daemon(
         serve,  # APScheduler and prometheus-client load only for the daemon
     )
 
-    _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst))
+    def announce(line: str) -> None:
+        out.print(line, markup=False)
+
+    _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst, announce=announce))
 
 
 async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int:

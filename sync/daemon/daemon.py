@@ -20,13 +20,14 @@ import fcntl
 import os
 import signal
 import socket
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
@@ -122,7 +123,7 @@ class Daemon:
     async def run(self) -> int:
         """Until a signal (or, in burst mode, until nothing is due); returns the exit status."""
         loop = asyncio.get_running_loop()
-        self.sweeper.state.started_at = self.sweeper.clock()
+        self.sweeper.state.started_at = self.sweeper.state.last_tick_at = self.sweeper.clock()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
@@ -181,7 +182,12 @@ class Daemon:
         )
         address = s.http_listen_address
         if address is not None:
-            self.listener = StatusListener(self.sweeper.health, self.sweeper.metrics)
+            scheduled = not self.burst
+            self.listener = StatusListener(
+                lambda: self.sweeper.liveness(scheduled=scheduled),
+                lambda: self.sweeper.readiness(scheduled=scheduled),
+                self.sweeper.metrics,
+            )
             try:
                 await self.listener.start(*address)
             except OSError as exc:
@@ -260,9 +266,26 @@ class Daemon:
 
     async def _sweep_loop(self) -> None:
         while self._pending and not self.stopping:
+            postponed = self.sweeper.postponed_for()
+            if postponed is not None:
+                # The API was down at the last sweep: what is pending waits for the retry
+                # job that sweep scheduled, however often SYNC_SCHEDULE fires meanwhile.
+                log.info("sweep_postponed", retry_in_s=round(postponed, 1))
+                return
             full = "full" in self._pending
             self._pending.clear()
             await self.sweeper.sweep(full=full)
+            postponed = self.sweeper.postponed_for()
+            if postponed is not None and self._scheduler is not None:
+                self._pending.add("incremental")
+                self._scheduler.add_job(
+                    self._kick,
+                    DateTrigger(datetime.now(UTC) + timedelta(seconds=postponed + 0.5)),
+                    args=["incremental"],
+                    id="outage_retry",
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                )
 
 
 def _forced_exit(sig: int, _frame: object = None) -> None:
@@ -272,15 +295,26 @@ def _forced_exit(sig: int, _frame: object = None) -> None:
     os._exit(ExitCode.INTERRUPTED)
 
 
-async def serve(settings: Settings, *, migrate: bool, burst: bool = False) -> int:
-    """Open everything the daemon needs, run it, close it all; returns the exit status."""
+async def serve(
+    settings: Settings,
+    *,
+    migrate: bool,
+    burst: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Open everything the daemon needs, run it, close it all; returns the exit status.
+    ``announce`` is given the burst's sweep summary line at its end."""
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
     with single_daemon_lock(settings.sync_database_url):
         async with open_store(settings, migrate=migrate) as store, TanmaClient(settings) as client:
             fleet = FleetStore(store.engine)
             daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
-            return await daemon.run()
+            code = await daemon.run()
+            summary = daemon.sweeper.last_summary
+            if burst and announce is not None and summary is not None:
+                announce(summary.line())
+            return code
 
 
 @contextlib.contextmanager

@@ -54,6 +54,14 @@ class Stalest:
     since: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What is ahead of the daemons: customers due now (the backlog) and the next due time."""
+
+    backlog: int
+    next_due_at: datetime | None
+
+
 class FleetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -279,6 +287,22 @@ class FleetStore:
             )
 
     # -- health ----------------------------------------------------------------------------
+
+    async def outlook(self, now: datetime) -> Outlook:
+        """Customers due by ``now`` (never-planned ones included) and the earliest later due
+        time, for a sweep's summary line."""
+        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= now)
+        query = select(
+            func.count().filter(due),
+            func.min(_SCHEDULE.c.next_due_at).filter(_SCHEDULE.c.next_due_at > now),
+        )
+        async with self.engine.connect() as conn:
+            backlog, next_due = (await conn.execute(query)).one()
+        if isinstance(next_due, str):  # SQLite hands back text from an aggregate
+            next_due = datetime.fromisoformat(next_due)
+        if next_due is not None and next_due.tzinfo is None:
+            next_due = next_due.replace(tzinfo=UTC)
+        return Outlook(int(backlog or 0), next_due)
 
     async def stalest(self) -> Stalest | None:
         """The customer whose last successful check is oldest, or None without customers."""
