@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.cli.logs import configure_logging
-from sync.cli.passes import describe_report, sync_pass
+from sync.cli.passes import describe_report, stop_on_sigterm, sync_pass
 from sync.config.settings import Settings, load_settings
 from sync.domain.chinatime import format_china_time
 from sync.domain.customers import customer_label
@@ -30,6 +30,7 @@ from sync.domain.pager import CustomerCursor, PassMode
 from sync.mirror import database as db
 from sync.mirror import reports
 from sync.mirror.store import MirrorStore, open_store
+from sync.mirror.writer_lock import sqlite_writer_lock
 
 app = typer.Typer(
     help="Mirror Tanmarket (探马 SCRM) customer files into SQLite or PostgreSQL.",
@@ -204,6 +205,16 @@ CustomerOption = Annotated[
 ]
 
 
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="On SQLite, wait for another pass or daemon writing the mirror to end, instead of "
+        "exiting 1.",
+    ),
+]
+
+
 @app.command()
 def backfill(
     full: Annotated[
@@ -211,15 +222,17 @@ def backfill(
         typer.Option("--full", help="Re-read everything; mark records gone upstream as deleted."),
     ] = False,
     customer: CustomerOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Walk every customer's whole file list (resumes an interrupted walk)."""
-    _execute(lambda s: _sync(s, PassMode.FULL if full else PassMode.BACKFILL, customer or []))
+    mode = PassMode.FULL if full else PassMode.BACKFILL
+    _execute(lambda s: _sync(s, mode, customer or [], wait=wait))
 
 
 @app.command()
-def run(customer: CustomerOption = None) -> None:
+def run(customer: CustomerOption = None, wait: WaitOption = False) -> None:
     """Incremental pass: fetch what is new since the last pass (one request per quiet customer)."""
-    _execute(lambda s: _sync(s, PassMode.INCREMENTAL, customer or []))
+    _execute(lambda s: _sync(s, PassMode.INCREMENTAL, customer or [], wait=wait))
 
 
 @app.command()
@@ -241,9 +254,17 @@ def daemon(
     _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst, announce=announce))
 
 
-async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int:
-    async with _store(settings) as store:
-        report = await sync_pass(settings, store, mode, selectors)
+async def _sync(settings: Settings, mode: PassMode, selectors: list[str], *, wait: bool) -> int:
+    def waiting(holder: str) -> None:
+        err.print(f"waiting: the mirror is being written by {holder}", markup=False)
+
+    # SIGTERM (cron, systemd, Kubernetes) stops a pass as Ctrl-C does.
+    with stop_on_sigterm():
+        lock = sqlite_writer_lock(
+            settings.sync_database_url, mode.value, wait=wait, on_wait=waiting
+        )
+        async with lock, _store(settings) as store:
+            report = await sync_pass(settings, store, mode, selectors)
     out.print(describe_report(report), markup=False)
     if report.unreachable is not None:
         err.print(f"error: {report.unreachable}", markup=False)

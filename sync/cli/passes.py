@@ -3,11 +3,18 @@ one-line description of how it went (``backfill``, ``run`` and the demo)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+
 from sync.api.client import TanmaClient
 from sync.cli.progress import PassProgress
 from sync.config.settings import Settings
 from sync.domain.customers import CustomerKey
 from sync.domain.errors import ConfigError
+from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
 from sync.engine.passes import RunReport, SyncEngine
 from sync.mirror.store import MirrorStore
@@ -23,6 +30,35 @@ async def sync_pass(
     async with TanmaClient(settings) as client:
         with PassProgress(mode.value, lambda: client.requests) as progress:
             return await SyncEngine(settings, store, client, progress).run_pass(mode, customers)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within the running task: SIGTERM cancels it as asyncio's Ctrl-C does, so the page in
+    flight commits or rolls back whole and the run is recorded ``interrupted`` with its counts;
+    leaving the block raises KeyboardInterrupt then (exit 130, one line). A second SIGTERM
+    exits at once (130); the database rolls back whatever transaction was open."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None, "stop_on_sigterm runs inside a task"
+    signalled = False
+
+    def on_sigterm() -> None:
+        nonlocal signalled
+        if signalled:
+            os._exit(ExitCode.INTERRUPTED)
+        signalled = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _check_selectors(selectors: list[str], found: list[CustomerKey]) -> None:

@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
 
 from sync.api.client import TanmaClient
 from sync.config.settings import Settings, is_off
@@ -43,6 +39,7 @@ from sync.engine.passes import RunReport
 from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 from sync.mirror.fleet import FleetStore
 from sync.mirror.store import MirrorStore, open_store
+from sync.mirror.writer_lock import sqlite_writer_lock
 
 log = structlog.get_logger("tanma_sync.daemon")
 
@@ -306,44 +303,21 @@ async def serve(
     ``announce`` is given the burst's sweep summary line at its end."""
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
-    with single_daemon_lock(settings.sync_database_url):
-        async with open_store(settings, migrate=migrate) as store, TanmaClient(settings) as client:
-            fleet = FleetStore(store.engine)
-            daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
-            code = await daemon.run()
-            summary = daemon.sweeper.last_summary
-            if burst and announce is not None and summary is not None:
-                announce(summary.line())
-            return code
-
-
-@contextlib.contextmanager
-def single_daemon_lock(database_url: str) -> Iterator[None]:
-    """On SQLite, refuse a second daemon on the same file: SQLite has one writer, and the
-    lease machinery that lets daemons share work needs PostgreSQL. The lock is the kernel's
-    (flock), so a daemon killed with SIGKILL does not leave it behind."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        yield
-        return
-    path = Path(url.database).resolve()
-    lock_path = path.with_name(path.name + ".daemon.lock")
-    handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's life
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"another tanma-sync daemon ({holder}) is already running on {path}; SQLite "
-                "allows one writer, so run one daemon per SQLite file (several daemons need "
-                "PostgreSQL)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
+    # One writer per SQLite file: a second daemon, or a daemon beside a CLI pass, stops here.
+    lock = sqlite_writer_lock(
+        settings.sync_database_url,
+        "daemon",
+        advice="run one daemon per SQLite file (several daemons need PostgreSQL)",
+    )
+    async with (
+        lock,
+        open_store(settings, migrate=migrate) as store,
+        TanmaClient(settings) as client,
+    ):
+        fleet = FleetStore(store.engine)
+        daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
+        code = await daemon.run()
+        summary = daemon.sweeper.last_summary
+        if burst and announce is not None and summary is not None:
+            announce(summary.line())
+        return code
