@@ -7,6 +7,7 @@ Exit status: 0 all done; 3 partial (customers failed or records rejected); 1 fat
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -29,6 +30,7 @@ from sync.domain.exits import ExitCode
 from sync.domain.pager import CustomerCursor, PassMode
 from sync.mirror import database as db
 from sync.mirror import reports
+from sync.mirror.demo_mark import FileKind, create_demo_database, demo_file_kind
 from sync.mirror.store import MirrorStore, open_store
 from sync.mirror.writer_lock import sqlite_writer_lock
 
@@ -293,6 +295,7 @@ def status(
             customers = await store.reads.customer_status(limit)
             recent = await store.runs.recent(runs)
             totals = await store.reads.totals()
+            never_any_file = await store.reads.never_any_file()
         table = Table(
             "customer",
             "files",
@@ -353,6 +356,11 @@ def status(
             f"{totals['customers']} customers, {totals['files']} files mirrored, "
             f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
         )
+        if never_any_file:
+            out.print(
+                f"{never_any_file} customers have returned no files on any pass: an id Tanmarket "
+                "does not know answers just so (check them with `report customers_without_files`)"
+            )
         return ExitCode.OK
 
     _execute(body)
@@ -509,16 +517,32 @@ def sim(
 
 @app.command()
 def demo(
-    database: Annotated[Path, typer.Option(help="SQLite file to mirror into (recreated).")] = Path(
-        "tanma_demo.db"
-    ),
+    database: Annotated[
+        Path, typer.Option(help="SQLite file to mirror into (recreated on every demo run).")
+    ] = Path("tanma_demo.db"),
     customers: Annotated[int, typer.Option(help="Customers in the demo data set.")] = 300,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Recreate --database even if the demo did not make it."),
+    ] = False,
 ) -> None:
     """Start the simulator, import its customers, backfill, then run an incremental pass."""
     from sync.cli.demo import run_demo
 
+    if demo_file_kind(database) is FileKind.OTHER and not force:
+        err.print(
+            f"error: {database} exists and was not made by `tanma-sync demo`, so it is left "
+            "alone (choose another --database, or pass --force to replace it)",
+            markup=False,
+        )
+        raise typer.Exit(ExitCode.FATAL)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
+    try:
+        create_demo_database(database)
+    except (OSError, sqlite3.Error) as exc:
+        err.print(f"error: cannot create {database}: {exc}", markup=False)
+        raise typer.Exit(ExitCode.FATAL) from None
     _execute(
         lambda s: run_demo(s, customers, out),
         sync_database_url=f"sqlite:///{database}",
