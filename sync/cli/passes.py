@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from sync.api.client import TanmaClient
 from sync.cli.progress import PassProgress
 from sync.config.settings import Settings
+from sync.daemon.lease_feed import ChosenLeaseFeed, lease_terms
+from sync.daemon.membership import fleet_membership, pass_worker_id
 from sync.domain.customers import CustomerKey
 from sync.domain.errors import ConfigError
 from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
 from sync.engine.passes import RunReport, SyncEngine
+from sync.mirror.fleet import FleetStore
 from sync.mirror.store import MirrorStore
 
 
@@ -29,7 +32,31 @@ async def sync_pass(
     _check_selectors(selectors or [], customers)
     async with TanmaClient(settings) as client:
         with PassProgress(mode.value, lambda: client.requests) as progress:
-            return await SyncEngine(settings, store, client, progress).run_pass(mode, customers)
+            engine = SyncEngine(settings, store, client, progress)
+            if store.engine.dialect.name != "postgresql":
+                # SQLite: the writer lock (sync/mirror/writer_lock.py) keeps this pass alone.
+                return await engine.run_pass(mode, customers)
+            return await _pass_beside_daemons(settings, store, client, engine, mode, customers)
+
+
+async def _pass_beside_daemons(
+    settings: Settings,
+    store: MirrorStore,
+    client: TanmaClient,
+    engine: SyncEngine,
+    mode: PassMode,
+    customers: list[CustomerKey],
+) -> RunReport:
+    """On PostgreSQL a pass takes part in the daemons' leases and rate share: each customer is
+    claimed before it is synced (so no daemon works it meanwhile) and this process counts as
+    one more live worker when SYNC_RATE_LIMIT is split."""
+    fleet = FleetStore(store.engine)
+    worker_id = pass_worker_id(mode.value)
+    terms = lease_terms(worker_id, settings.sync_lease_ttl, settings.sync_concurrency)
+    await fleet.ensure_schedule_rows()
+    feed = ChosenLeaseFeed(fleet, terms, customers, mode, clock=asyncio.get_running_loop().time)
+    async with fleet_membership(settings, fleet, client, worker_id, renewed=feed.renewed):
+        return await engine.run_pass(mode, feed, worker_id=worker_id, known_total=len(customers))
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from sync.daemon.health import (
     assess_liveness,
     assess_readiness,
 )
-from sync.daemon.lease_feed import LeaseFeed, LeaseTerms
+from sync.daemon.lease_feed import LeaseFeed, lease_terms
 from sync.daemon.metrics import DaemonMetrics
 from sync.daemon.schedule import DaemonSchedule, lease_renew_every, outage_backoff, rate_share
 from sync.domain.chinatime import format_china_time
@@ -37,12 +37,6 @@ from sync.mirror.models import utc_now
 from sync.mirror.store import MirrorStore
 
 log = structlog.get_logger("tanma_sync.daemon")
-
-# Customers claimed per trip to the database: enough to keep every worker busy, few enough
-# that a crashed daemon strands little.
-_CLAIM_BATCH_PER_WORKER = 2
-# Let go of a customer this long before its lease would expire in the database.
-_LEASE_SAFETY_S = 5.0
 
 
 class _SweepCutShort(Exception):
@@ -109,13 +103,7 @@ class Sweeper:
         self._stopping = stopping
         self._engine = SyncEngine(settings, store, client)
         self._rng = random.Random()
-        ttl = settings.sync_lease_ttl
-        self.terms = LeaseTerms(
-            worker_id=worker_id,
-            ttl=ttl,
-            budget=ttl - min(_LEASE_SAFETY_S, ttl / 10),
-            claim_batch=settings.sync_concurrency * _CLAIM_BATCH_PER_WORKER,
-        )
+        self.terms = lease_terms(worker_id, settings.sync_lease_ttl, settings.sync_concurrency)
         self.metrics = DaemonMetrics(self._client_tallies)
         self.state = DaemonState()
         self.last_report: RunReport | None = None

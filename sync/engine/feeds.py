@@ -33,8 +33,7 @@ class CustomerOutcome:
     error: str | None = None
     stopped: str | None = None
     counts: PageCounts = field(default_factory=PageCounts)
-    # Its list was empty, and no file of it had ever been seen before (an unknown id answers
-    # just so).
+    # This was its first completed pass, and its list was empty (an unknown id answers so).
     empty_first: bool = False
 
     @property

@@ -59,8 +59,8 @@ class RunReport:
     failures: list[str] = field(default_factory=list)
     # Why the circuit breaker stopped the pass (the API down), or None.
     unreachable: str | None = None
-    # Customers never seen with a file before this pass whose list came back empty in it: an
-    # id Tanmarket does not know answers just like a customer without files.
+    # Customers whose first completed pass this was and whose list came back empty: an id
+    # Tanmarket does not know answers just like a customer without files.
     customers_empty: int = 0
 
 
@@ -89,14 +89,17 @@ class SyncEngine:
         customers: Sequence[CustomerKey] | CustomerFeed,
         *,
         worker_id: str | None = None,
+        known_total: int | None = None,
     ) -> RunReport:
         """Sync every customer the feed hands out (or every one listed); returns the tally.
+        ``known_total`` is how many a feed will hand out, when that is known beforehand.
 
         Raises FatalError to stop everything.
         """
         started = asyncio.get_running_loop().time()
         feed = ListFeed(customers, mode) if isinstance(customers, Sequence) else customers
-        known_total = len(customers) if isinstance(customers, Sequence) else None
+        if isinstance(customers, Sequence):
+            known_total = len(customers)
         # Here rather than in `status`: `status` only reads (a read-only role can run it, and
         # it never waits on a pass's write lock), while every pass writes anyway.
         while self._unrecorded:
@@ -259,8 +262,10 @@ class SyncEngine:
         customer, mode = assignment.customer, assignment.mode
         page_size = self._settings.sync_page_size
         lookback = self._settings.lookback_ids
-        stored = await retry_db(lambda: self._store.pages.load_cursor(customer.ref), bound)
-        never_had_files = stored.high_water_id is None and not stored.in_pass
+        stored, ever_synced = await retry_db(
+            lambda: self._store.pages.load_cursor_and_history(customer.ref), bound
+        )
+        first_pass = not ever_synced and not stored.in_pass
         # A resumed pass walks on from a top that went stale while it was interrupted; when it
         # ends, one fresh look from the top (usually a single request) brings the customer up
         # to date as of this pass.
@@ -313,7 +318,7 @@ class SyncEngine:
                     cursor = begin_pass(outcome.cursor, PassMode.INCREMENTAL, lookback, utc_now())
                     continue
                 seen = tallies[0].counts
-                tallies[0].empty_first = never_had_files and not (
+                tallies[0].empty_first = first_pass and not (
                     seen.inserted or seen.updated or seen.unchanged or seen.rejected
                 )
                 return None

@@ -170,12 +170,28 @@ class FleetStore:
         """Lease up to ``limit`` customers due by ``due_by`` that nobody holds, most overdue
         first. (Due times are the daemons' plan, written from their clocks; lease expiry is
         the database's clock.)"""
+        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
+        return await self._claim(worker_id, due, limit, lease_ttl)
+
+    async def claim_chosen(
+        self, worker_id: str, customer_refs: Sequence[int], lease_ttl: float
+    ) -> list[Claim]:
+        """Lease those of ``customer_refs`` that nobody holds, due or not (a command-line pass
+        syncs the customers it was given, beside the daemons). Every customer needs its
+        schedule row first (ensure_schedule_rows)."""
+        if not customer_refs:
+            return []
+        chosen = _SCHEDULE.c.customer_ref.in_(list(customer_refs))
+        return await self._claim(worker_id, chosen, len(customer_refs), lease_ttl)
+
+    async def _claim(
+        self, worker_id: str, which: ColumnElement[bool], limit: int, lease_ttl: float
+    ) -> list[Claim]:
         now = self._dialect.now()
         free = or_(_SCHEDULE.c.lease_owner.is_(None), _SCHEDULE.c.lease_expires_at < now)
-        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
         candidates = (
             select(_SCHEDULE.c.customer_ref)
-            .where(due, free)
+            .where(which, free)
             .order_by(*_MOST_OVERDUE_FIRST)
             .limit(limit)
             .with_for_update(skip_locked=True)
