@@ -1,7 +1,8 @@
 """The ``tanma-sync`` command line: a thin shell over the engine, the store and the simulator.
 
 Exit status: 0 all done; 3 partial (customers failed or records rejected); 1 fatal
-(settings, credentials, database); 2 usage.
+(settings, credentials, database, the API unreachable, the SQLite mirror held by another
+writer); 2 usage; 130 stopped by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations

@@ -12,14 +12,11 @@ from collections.abc import Iterator
 from sync.api.client import TanmaClient
 from sync.cli.progress import PassProgress
 from sync.config.settings import Settings
-from sync.daemon.lease_feed import ChosenLeaseFeed, lease_terms
-from sync.daemon.membership import fleet_membership, pass_worker_id
 from sync.domain.customers import CustomerKey
 from sync.domain.errors import ConfigError
 from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
 from sync.engine.passes import RunReport, SyncEngine
-from sync.mirror.fleet import FleetStore
 from sync.mirror.store import MirrorStore
 
 
@@ -50,6 +47,12 @@ async def _pass_beside_daemons(
     """On PostgreSQL a pass takes part in the daemons' leases and rate share: each customer is
     claimed before it is synced (so no daemon works it meanwhile) and this process counts as
     one more live worker when SYNC_RATE_LIMIT is split."""
+    # Loaded only here: the lease machinery brings APScheduler's triggers with it, which a
+    # pass on SQLite never needs.
+    from sync.daemon.lease_feed import ChosenLeaseFeed, lease_terms
+    from sync.daemon.membership import fleet_membership, pass_worker_id
+    from sync.mirror.fleet import FleetStore
+
     fleet = FleetStore(store.engine)
     worker_id = pass_worker_id(mode.value)
     terms = lease_terms(worker_id, settings.sync_lease_ttl, settings.sync_concurrency)
