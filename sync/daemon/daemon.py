@@ -307,7 +307,7 @@ async def serve(
     lock = sqlite_writer_lock(
         settings.sync_database_url,
         "daemon",
-        advice="run one daemon per SQLite file (several daemons need PostgreSQL)",
+        advice="stop it first, or use PostgreSQL, where daemons and passes share the work",
     )
     async with (
         lock,
