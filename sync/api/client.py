@@ -31,8 +31,17 @@ from sync.api.pacing import RequestPacer
 from sync.api.responses import FilePage, classify_response
 from sync.api.signing import encode_body, signed_headers
 from sync.config.settings import Settings
+from sync.domain import breaker as kinds
+from sync.domain.breaker import CircuitBreaker
 from sync.domain.customers import CustomerKey
-from sync.domain.errors import ClockSkew, ConfigError, CustomerError, FatalError, TransientError
+from sync.domain.errors import (
+    ApiUnreachable,
+    ClockSkew,
+    ConfigError,
+    CustomerError,
+    FatalError,
+    TransientError,
+)
 from sync.domain.records import is_ascii_digits
 
 LIST_FILES_PATH = "/api/v3/customer/list-file-of-customer"
@@ -67,6 +76,15 @@ class TanmaClient:
         self.retries = 0
         self.outcomes: Counter[str] = Counter()
         self.rate_limit_waits = 0
+        # The current pass's breaker (the engine sets one per pass): told of every attempt,
+        # and once open, no request is sent.
+        self.breaker: CircuitBreaker | None = None
+
+    @property
+    def host(self) -> str:
+        """The API's host (and port, when not the scheme's default), as messages name it."""
+        url = URL(self._url)
+        return f"{url.host}:{url.explicit_port}" if url.explicit_port else str(url.host)
 
     def set_rate_limit(self, rate: float) -> None:
         """Change the pace from the next request on (a daemon's share of the app's limit moves
@@ -127,22 +145,58 @@ class TanmaClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._post_once(payload)
+                return await self._post_once(payload, customer.ref)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _post_once(self, payload: dict[str, Any]) -> FilePage:
+    async def _post_once(self, payload: dict[str, Any], customer_ref: int) -> FilePage:
         if not self._clock_known.is_set():
             # If our clock is off, every request sent before the first 1003 comes back (and
             # corrects it) is refused too: one per worker. So the first ones go one at a time.
             async with self._first_requests:
                 if not self._clock_known.is_set():
-                    return await self._attempt(payload)
-        return await self._attempt(payload)
+                    return await self._watched_attempt(payload, customer_ref)
+        return await self._watched_attempt(payload, customer_ref)
+
+    async def _watched_attempt(self, payload: dict[str, Any], customer_ref: int) -> FilePage:
+        """One paced attempt, with the pass's breaker consulted first and told how it went."""
+        breaker = self.breaker
+        self._refuse_if_open(breaker)
+        if await self._pacer.acquire():
+            self.rate_limit_waits += 1
+        # The pacer may have kept this attempt waiting while the breaker tripped.
+        self._refuse_if_open(breaker)
+        try:
+            page = await self._attempt(payload)
+        except TransientError as exc:
+            if breaker is not None:
+                self._tell_breaker(breaker, exc, customer_ref)
+            raise
+        except CustomerError:
+            if breaker is not None:
+                breaker.succeeded(now=time.monotonic())  # an answer, if not a usable one
+            raise
+        if breaker is not None:
+            breaker.succeeded(now=time.monotonic())
+        return page
+
+    def _tell_breaker(
+        self, breaker: CircuitBreaker, error: TransientError, customer_ref: int
+    ) -> None:
+        now = time.monotonic()
+        if error.outage_kind is None:
+            breaker.succeeded(now=now)  # the API answered (a 429, a busy code): it is there
+            return
+        tripped = breaker.failed(error.outage_kind, str(error), customer_ref, now=now)
+        if tripped is not None:
+            log.error("circuit_open", host=self.host, reason=tripped.kind, detail=tripped.detail)
+
+    @staticmethod
+    def _refuse_if_open(breaker: CircuitBreaker | None) -> None:
+        if breaker is not None and breaker.tripped is not None:
+            raise ApiUnreachable(str(breaker.tripped))
 
     async def _attempt(self, payload: dict[str, Any]) -> FilePage:
         assert self._session is not None, "use TanmaClient as an async context manager"
-        if await self._pacer.acquire():
-            self.rate_limit_waits += 1
         # Serialised once; these exact bytes are signed and sent.
         body = encode_body(payload)
         headers = signed_headers(
@@ -167,8 +221,8 @@ class TanmaClient:
                 status = response.status
         except TimeoutError:
             self.outcomes["timeout"] += 1
-            raise TransientError(
-                f"no answer within {self._settings.tanma_request_timeout:g}s"
+            raise _outage(
+                kinds.KIND_TIMEOUT, f"no answer within {self._settings.tanma_request_timeout:g}s"
             ) from None
         except aiohttp.ClientConnectorCertificateError as exc:
             raise FatalError(
@@ -181,7 +235,8 @@ class TanmaClient:
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             self.outcomes["connection"] += 1
-            raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            kind, detail = connection_failure(exc)
+            raise _outage(kind, f"{kind} ({detail})") from None
         try:
             page = classify_response(
                 status, content, retry_after=retry_after, server_time_ms=server_ms
@@ -193,8 +248,10 @@ class TanmaClient:
                 log.warning("clock_corrected", offset_ms=self.clock_offset_ms)
                 self._clock_known.set()
             raise
-        except TransientError:
+        except TransientError as exc:
             self.outcomes[f"http_{status}" if status != 200 else "bad_answer"] += 1
+            if status >= 500:
+                exc.outage_kind = kinds.KIND_SERVER
             raise
         except Exception:
             self.outcomes["refused"] += 1
@@ -261,6 +318,29 @@ class _AttemptBudget:
             return False
         counted = state.attempt_number - (1 if self._extra_used else 0)
         return counted >= self._max_attempts
+
+
+def _outage(kind: str, message: str) -> TransientError:
+    error = TransientError(message)
+    error.outage_kind = kind
+    return error
+
+
+def connection_failure(exc: BaseException) -> tuple[str, str]:
+    """The breaker's kind of a connection-level failure, and a short wording of it."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return kinds.KIND_DNS, _os_wording(exc.os_error)
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return kinds.KIND_TLS, type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return kinds.KIND_REFUSED, _os_wording(exc.os_error)
+        return kinds.KIND_CONNECTION, _os_wording(exc.os_error)
+    return kinds.KIND_CONNECTION, type(exc).__name__
+
+
+def _os_wording(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 def _clock_corrected(error: BaseException | None) -> bool:

@@ -1,12 +1,14 @@
 """The ``tanma-sync`` command line: a thin shell over the engine, the store and the simulator.
 
 Exit status: 0 all done; 3 partial (customers failed or records rejected); 1 fatal
-(settings, credentials, database); 2 usage.
+(settings, credentials, database, the API unreachable, the SQLite mirror held by another
+writer); 2 usage; 130 stopped by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -19,7 +21,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.cli.logs import configure_logging
-from sync.cli.passes import describe_report, sync_pass
+from sync.cli.passes import describe_report, stop_on_sigterm, sync_pass
 from sync.config.settings import Settings, load_settings
 from sync.domain.chinatime import format_china_time
 from sync.domain.customers import customer_label
@@ -29,7 +31,9 @@ from sync.domain.exits import ExitCode
 from sync.domain.pager import CustomerCursor, PassMode
 from sync.mirror import database as db
 from sync.mirror import reports
+from sync.mirror.demo_mark import FileKind, create_demo_database, demo_file_kind
 from sync.mirror.store import MirrorStore, open_store
+from sync.mirror.writer_lock import sqlite_writer_lock
 
 app = typer.Typer(
     help="Mirror Tanmarket (探马 SCRM) customer files into SQLite or PostgreSQL.",
@@ -204,6 +208,16 @@ CustomerOption = Annotated[
 ]
 
 
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="On SQLite, wait for another pass or daemon writing the mirror to end, instead of "
+        "exiting 1.",
+    ),
+]
+
+
 @app.command()
 def backfill(
     full: Annotated[
@@ -211,15 +225,17 @@ def backfill(
         typer.Option("--full", help="Re-read everything; mark records gone upstream as deleted."),
     ] = False,
     customer: CustomerOption = None,
+    wait: WaitOption = False,
 ) -> None:
     """Walk every customer's whole file list (resumes an interrupted walk)."""
-    _execute(lambda s: _sync(s, PassMode.FULL if full else PassMode.BACKFILL, customer or []))
+    mode = PassMode.FULL if full else PassMode.BACKFILL
+    _execute(lambda s: _sync(s, mode, customer or [], wait=wait))
 
 
 @app.command()
-def run(customer: CustomerOption = None) -> None:
+def run(customer: CustomerOption = None, wait: WaitOption = False) -> None:
     """Incremental pass: fetch what is new since the last pass (one request per quiet customer)."""
-    _execute(lambda s: _sync(s, PassMode.INCREMENTAL, customer or []))
+    _execute(lambda s: _sync(s, PassMode.INCREMENTAL, customer or [], wait=wait))
 
 
 @app.command()
@@ -235,13 +251,27 @@ def daemon(
         serve,  # APScheduler and prometheus-client load only for the daemon
     )
 
-    _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst))
+    def announce(line: str) -> None:
+        out.print(line, markup=False)
+
+    _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst, announce=announce))
 
 
-async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int:
-    async with _store(settings) as store:
-        report = await sync_pass(settings, store, mode, selectors)
+async def _sync(settings: Settings, mode: PassMode, selectors: list[str], *, wait: bool) -> int:
+    def waiting(holder: str) -> None:
+        err.print(f"waiting: the mirror is being written by {holder}", markup=False)
+
+    # SIGTERM (cron, systemd, Kubernetes) stops a pass as Ctrl-C does.
+    with stop_on_sigterm():
+        lock = sqlite_writer_lock(
+            settings.sync_database_url, mode.value, wait=wait, on_wait=waiting
+        )
+        async with lock, _store(settings) as store:
+            report = await sync_pass(settings, store, mode, selectors)
     out.print(describe_report(report), markup=False)
+    if report.unreachable is not None:
+        err.print(f"error: {report.unreachable}", markup=False)
+        return ExitCode.FATAL
     if report.customers == 0:
         err.print("no customers yet: add them with `tanma-sync customers import PATH`")
     for failure in report.failures[:20]:
@@ -266,6 +296,7 @@ def status(
             customers = await store.reads.customer_status(limit)
             recent = await store.runs.recent(runs)
             totals = await store.reads.totals()
+            never_any_file = await store.reads.never_any_file()
         table = Table(
             "customer",
             "files",
@@ -326,6 +357,11 @@ def status(
             f"{totals['customers']} customers, {totals['files']} files mirrored, "
             f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
         )
+        if never_any_file:
+            out.print(
+                f"{never_any_file} customers have returned no files on any pass: an id Tanmarket "
+                "does not know answers just so (check them with `report customers_without_files`)"
+            )
         return ExitCode.OK
 
     _execute(body)
@@ -482,16 +518,32 @@ def sim(
 
 @app.command()
 def demo(
-    database: Annotated[Path, typer.Option(help="SQLite file to mirror into (recreated).")] = Path(
-        "tanma_demo.db"
-    ),
+    database: Annotated[
+        Path, typer.Option(help="SQLite file to mirror into (recreated on every demo run).")
+    ] = Path("tanma_demo.db"),
     customers: Annotated[int, typer.Option(help="Customers in the demo data set.")] = 300,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Recreate --database even if the demo did not make it."),
+    ] = False,
 ) -> None:
     """Start the simulator, import its customers, backfill, then run an incremental pass."""
     from sync.cli.demo import run_demo
 
+    if demo_file_kind(database) is FileKind.OTHER and not force:
+        err.print(
+            f"error: {database} exists and was not made by `tanma-sync demo`, so it is left "
+            "alone (choose another --database, or pass --force to replace it)",
+            markup=False,
+        )
+        raise typer.Exit(ExitCode.FATAL)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
+    try:
+        create_demo_database(database)
+    except (OSError, sqlite3.Error) as exc:
+        err.print(f"error: cannot create {database}: {exc}", markup=False)
+        raise typer.Exit(ExitCode.FATAL) from None
     _execute(
         lambda s: run_demo(s, customers, out),
         sync_database_url=f"sqlite:///{database}",

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     sync_max_attempts: int = Field(default=5, ge=1, le=100)
     sync_backoff_base: Duration = 0.5
     sync_backoff_max: Duration = 30.0
+    # The circuit breaker (sync/domain/breaker.py): a pass stops once requests for this many
+    # customers in a row, or every request for this long, failed the same way.
+    sync_breaker_customers: int = Field(default=8, ge=1, le=100_000)
+    sync_breaker_seconds: Duration = Field(default=30.0, gt=0)
     sync_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     sync_stop_on_short_page: bool = True
     sync_log_format: Literal["auto", "console", "json", "logfmt"] = "auto"
@@ -68,6 +72,9 @@ class Settings(BaseSettings):
     sync_shutdown_timeout: Duration = Field(default=30.0, gt=0)
     sync_http_listen: str = "127.0.0.1:9477"
     sync_worker_id: str = Field(default="", max_length=128)
+    # After a sweep the breaker stopped, the next one is tried after 1 min, then 2, 4, … up to
+    # this (sync/daemon/schedule.py outage_backoff).
+    sync_outage_backoff_max: Duration = Field(default=900.0, gt=0)
 
     @field_validator("tanma_base_url")
     @classmethod

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import socket
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
 
 from sync.api.client import TanmaClient
 from sync.config.settings import Settings, is_off
@@ -42,6 +39,7 @@ from sync.engine.passes import RunReport
 from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 from sync.mirror.fleet import FleetStore
 from sync.mirror.store import MirrorStore, open_store
+from sync.mirror.writer_lock import sqlite_writer_lock
 
 log = structlog.get_logger("tanma_sync.daemon")
 
@@ -122,7 +120,7 @@ class Daemon:
     async def run(self) -> int:
         """Until a signal (or, in burst mode, until nothing is due); returns the exit status."""
         loop = asyncio.get_running_loop()
-        self.sweeper.state.started_at = self.sweeper.clock()
+        self.sweeper.state.started_at = self.sweeper.state.last_tick_at = self.sweeper.clock()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         try:
@@ -181,7 +179,12 @@ class Daemon:
         )
         address = s.http_listen_address
         if address is not None:
-            self.listener = StatusListener(self.sweeper.health, self.sweeper.metrics)
+            scheduled = not self.burst
+            self.listener = StatusListener(
+                lambda: self.sweeper.liveness(scheduled=scheduled),
+                lambda: self.sweeper.readiness(scheduled=scheduled),
+                self.sweeper.metrics,
+            )
             try:
                 await self.listener.start(*address)
             except OSError as exc:
@@ -260,9 +263,26 @@ class Daemon:
 
     async def _sweep_loop(self) -> None:
         while self._pending and not self.stopping:
+            postponed = self.sweeper.postponed_for()
+            if postponed is not None:
+                # The API was down at the last sweep: what is pending waits for the retry
+                # job that sweep scheduled, however often SYNC_SCHEDULE fires meanwhile.
+                log.info("sweep_postponed", retry_in_s=round(postponed, 1))
+                return
             full = "full" in self._pending
             self._pending.clear()
             await self.sweeper.sweep(full=full)
+            postponed = self.sweeper.postponed_for()
+            if postponed is not None and self._scheduler is not None:
+                self._pending.add("incremental")
+                self._scheduler.add_job(
+                    self._kick,
+                    DateTrigger(datetime.now(UTC) + timedelta(seconds=postponed + 0.5)),
+                    args=["incremental"],
+                    id="outage_retry",
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                )
 
 
 def _forced_exit(sig: int, _frame: object = None) -> None:
@@ -272,44 +292,32 @@ def _forced_exit(sig: int, _frame: object = None) -> None:
     os._exit(ExitCode.INTERRUPTED)
 
 
-async def serve(settings: Settings, *, migrate: bool, burst: bool = False) -> int:
-    """Open everything the daemon needs, run it, close it all; returns the exit status."""
+async def serve(
+    settings: Settings,
+    *,
+    migrate: bool,
+    burst: bool = False,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Open everything the daemon needs, run it, close it all; returns the exit status.
+    ``announce`` is given the burst's sweep summary line at its end."""
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
-    with single_daemon_lock(settings.sync_database_url):
-        async with open_store(settings, migrate=migrate) as store, TanmaClient(settings) as client:
-            fleet = FleetStore(store.engine)
-            daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
-            return await daemon.run()
-
-
-@contextlib.contextmanager
-def single_daemon_lock(database_url: str) -> Iterator[None]:
-    """On SQLite, refuse a second daemon on the same file: SQLite has one writer, and the
-    lease machinery that lets daemons share work needs PostgreSQL. The lock is the kernel's
-    (flock), so a daemon killed with SIGKILL does not leave it behind."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        yield
-        return
-    path = Path(url.database).resolve()
-    lock_path = path.with_name(path.name + ".daemon.lock")
-    handle: IO[str] = open(lock_path, "a+")  # noqa: SIM115 - held for the daemon's life
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"another tanma-sync daemon ({holder}) is already running on {path}; SQLite "
-                "allows one writer, so run one daemon per SQLite file (several daemons need "
-                "PostgreSQL)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
+    # One writer per SQLite file: a second daemon, or a daemon beside a CLI pass, stops here.
+    lock = sqlite_writer_lock(
+        settings.sync_database_url,
+        "daemon",
+        advice="stop it first, or use PostgreSQL, where daemons and passes share the work",
+    )
+    async with (
+        lock,
+        open_store(settings, migrate=migrate) as store,
+        TanmaClient(settings) as client,
+    ):
+        fleet = FleetStore(store.engine)
+        daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
+        code = await daemon.run()
+        summary = daemon.sweeper.last_summary
+        if burst and announce is not None and summary is not None:
+            announce(summary.line())
+        return code

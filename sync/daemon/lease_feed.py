@@ -33,7 +33,85 @@ class LeaseTerms:
     claim_batch: int  # customers claimed per trip to the database
 
 
-class LeaseFeed:
+# Customers claimed per trip to the database, per pass worker: enough to keep every worker
+# busy, few enough that a crashed daemon strands little.
+_CLAIM_BATCH_PER_WORKER = 2
+# Let go of a customer this long before its lease would expire in the database.
+_LEASE_SAFETY_S = 5.0
+
+
+def lease_terms(worker_id: str, lease_ttl: float, concurrency: int) -> LeaseTerms:
+    return LeaseTerms(
+        worker_id=worker_id,
+        ttl=lease_ttl,
+        budget=lease_ttl - min(_LEASE_SAFETY_S, lease_ttl / 10),
+        claim_batch=concurrency * _CLAIM_BATCH_PER_WORKER,
+    )
+
+
+class _HeldLeases:
+    """What every lease-fed pass shares: the customers claimed and not yet handed out, and the
+    deadline by which each must be let go, moved on by every renewal."""
+
+    def __init__(
+        self,
+        fleet: FleetStore,
+        terms: LeaseTerms,
+        *,
+        stopping: Callable[[], bool],
+        clock: Callable[[], float],
+    ) -> None:
+        self._fleet = fleet
+        self._terms = terms
+        self._stopping = stopping
+        self._clock = clock
+        self._queue: list[Claim] = []
+        self._claims: dict[int, Claim] = {}
+        self._deadlines: dict[int, float] = {}
+        self._lock = asyncio.Lock()
+
+    def _hold(self, claims: list[Claim], claimed_at: float) -> None:
+        for claim in claims:
+            self._claims[claim.customer.ref] = claim
+            self._deadlines[claim.customer.ref] = claimed_at + self._terms.budget
+        self._queue.extend(claims)
+
+    def _let_go(self, ref: int) -> Claim | None:
+        self._deadlines.pop(ref, None)
+        return self._claims.pop(ref, None)
+
+    def renewed(self, at: float) -> None:
+        """A heartbeat renewed every lease this worker holds, as of clock time ``at``."""
+        for ref in self._claims:
+            self._deadlines[ref] = at + self._terms.budget
+
+    def may_continue(self, customer: CustomerKey) -> str | None:
+        if self._stopping():
+            return "shutting down"
+        if self._clock() >= self._deadlines.get(customer.ref, 0.0):
+            return "its lease ran out"
+        return None
+
+    def deadline(self, customer: CustomerKey) -> float | None:
+        return self._deadlines.get(customer.ref)
+
+    def fence(self, customer: CustomerKey) -> Fence | None:
+        terms = self._terms
+        check = self._fleet.lease_fence(terms.worker_id, customer.ref, terms.ttl)
+        deadlines = self._deadlines
+        clock = self._clock
+
+        async def renewing_check(conn: Any) -> None:
+            at = clock()
+            await check(conn)
+            deadlines[customer.ref] = at + terms.budget
+
+        return renewing_check
+
+
+class LeaseFeed(_HeldLeases):
+    """A daemon sweep's customers: those due, most overdue first, planned again when done."""
+
     def __init__(
         self,
         fleet: FleetStore,
@@ -45,20 +123,13 @@ class LeaseFeed:
         rng: random.Random,
         clock: Callable[[], float],
     ) -> None:
-        self._fleet = fleet
-        self._terms = terms
+        super().__init__(fleet, terms, stopping=stopping, clock=clock)
         self._policy = policy
-        self._stopping = stopping
         self._on_outcome = on_outcome
         self._rng = rng
-        self._clock = clock
         # Only what is due when the sweep starts: a customer polled every few seconds must not
         # keep one sweep going forever.
         self._due_by = utc_now()
-        self._queue: list[Claim] = []
-        self._claims: dict[int, Claim] = {}
-        self._deadlines: dict[int, float] = {}
-        self._lock = asyncio.Lock()
         self._exhausted = False
         # Why claiming stopped early (the database failed), for the sweep to report.
         self.database_error: str | None = None
@@ -85,10 +156,7 @@ class LeaseFeed:
             return
         if not claims:
             self._exhausted = True
-        for claim in claims:
-            self._claims[claim.customer.ref] = claim
-            self._deadlines[claim.customer.ref] = claimed_at + terms.budget
-        self._queue.extend(claims)
+        self._hold(claims, claimed_at)
 
     async def next(self) -> Assignment | None:
         async with self._lock:
@@ -100,15 +168,10 @@ class LeaseFeed:
         mode = PassMode.FULL if claim.full else PassMode.INCREMENTAL
         return Assignment(claim.customer, mode)
 
-    def renewed(self, at: float) -> None:
-        """A heartbeat renewed every lease this worker holds, as of clock time ``at``."""
-        for ref in self._claims:
-            self._deadlines[ref] = at + self._terms.budget
-
     async def finished(self, assignment: Assignment, outcome: CustomerOutcome) -> None:
         ref = assignment.customer.ref
-        claim = self._claims.pop(ref)
-        self._deadlines.pop(ref, None)
+        claim = self._let_go(ref)
+        assert claim is not None, "a customer handed out is held until it is finished"
         self._on_outcome(outcome)
         worker_id = self._terms.worker_id
         try:
@@ -146,25 +209,71 @@ class LeaseFeed:
                 error=describe_db_error(exc),
             )
 
-    def may_continue(self, customer: CustomerKey) -> str | None:
-        if self._stopping():
-            return "shutting down"
-        if self._clock() >= self._deadlines.get(customer.ref, 0.0):
-            return "its lease ran out"
-        return None
 
-    def deadline(self, customer: CustomerKey) -> float | None:
-        return self._deadlines.get(customer.ref)
+# Customers offered per claim of a command-line pass (one IN list), and how often it looks
+# again when every customer left is held by another worker.
+_CHOSEN_PER_CLAIM = 500
+_HELD_ELSEWHERE_POLL_S = 1.0
 
-    def fence(self, customer: CustomerKey) -> Fence | None:
+
+class ChosenLeaseFeed(_HeldLeases):
+    """The customers of a command-line pass on PostgreSQL, each once and all in one mode,
+    taken through leases like a daemon's: a customer another worker holds waits until it is
+    let go (a daemon holds one only while syncing it, a crashed one until its lease expires).
+    Finished customers are handed back with their schedule untouched."""
+
+    def __init__(
+        self,
+        fleet: FleetStore,
+        terms: LeaseTerms,
+        customers: list[CustomerKey],
+        mode: PassMode,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(fleet, terms, stopping=lambda: False, clock=clock)
+        self._mode = mode
+        self._waiting = {c.ref for c in customers}
+        self._order = [c.ref for c in customers]
+        self._told_held = False
+
+    async def _refill(self) -> None:
         terms = self._terms
-        check = self._fleet.lease_fence(terms.worker_id, customer.ref, terms.ttl)
-        deadlines = self._deadlines
-        clock = self._clock
+        while self._waiting:
+            refs = [ref for ref in self._order if ref in self._waiting]
+            self._order = refs
+            for start in range(0, len(refs), _CHOSEN_PER_CLAIM):
+                claimed_at = self._clock()
+                offered = refs[start : start + _CHOSEN_PER_CLAIM]
+                claims = await self._fleet.claim_chosen(terms.worker_id, offered, terms.ttl)
+                if claims:
+                    self._waiting.difference_update(c.customer.ref for c in claims)
+                    self._hold(claims, claimed_at)
+                    return
+            # Every customer left is held by another worker right now.
+            if not self._told_held:
+                self._told_held = True
+                log.info("customers_held_elsewhere", customers=len(self._waiting))
+            await asyncio.sleep(_HELD_ELSEWHERE_POLL_S)
 
-        async def renewing_check(conn: Any) -> None:
-            at = clock()
-            await check(conn)
-            deadlines[customer.ref] = at + terms.budget
+    async def next(self) -> Assignment | None:
+        async with self._lock:
+            if not self._queue:
+                await self._refill()
+            if not self._queue:
+                return None
+            claim = self._queue.pop(0)
+        return Assignment(claim.customer, self._mode)
 
-        return renewing_check
+    async def finished(self, assignment: Assignment, outcome: CustomerOutcome) -> None:
+        ref = assignment.customer.ref
+        self._let_go(ref)
+        try:
+            await self._fleet.release(self._terms.worker_id, [ref])
+        except DATABASE_ERRORS as exc:
+            # The lease runs out by itself, and the pass's end hands back whatever is left.
+            log.warning(
+                "lease_not_released",
+                customer=assignment.customer.label,
+                error=describe_db_error(exc),
+            )

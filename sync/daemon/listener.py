@@ -1,4 +1,5 @@
-"""The daemon's status listener: ``GET /healthz`` and ``GET /metrics`` (Prometheus text)."""
+"""The daemon's status listener: ``GET /healthz`` (liveness), ``GET /readyz`` (readiness) and
+``GET /metrics`` (Prometheus text); sync/daemon/health.py says what each judges."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ Probe = Callable[[], Awaitable[Health]]
 
 
 class StatusListener:
-    """One small aiohttp server: ``GET /healthz`` (200 ok, 503 degraded) and ``GET /metrics``."""
+    """One small aiohttp server: ``/healthz`` and ``/readyz`` (200 ok, 503 degraded, with the
+    reasons) and ``/metrics``."""
 
-    def __init__(self, probe: Probe, metrics: DaemonMetrics) -> None:
-        self._probe = probe
+    def __init__(
+        self, liveness: Callable[[], Health], readiness: Probe, metrics: DaemonMetrics
+    ) -> None:
+        self._liveness = liveness
+        self._readiness = readiness
         self._metrics = metrics
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -27,6 +32,7 @@ class StatusListener:
     async def start(self, host: str, port: int) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -42,15 +48,22 @@ class StatusListener:
             self._runner = None
 
     async def _healthz(self, _request: web.Request) -> web.Response:
-        health = await self._probe()
-        body = {"status": health.status, "reasons": health.reasons}
-        return web.Response(
-            text=json.dumps(body, ensure_ascii=False) + "\n",
-            status=200 if health.ok else 503,
-            content_type="application/json",
-        )
+        # Answered at all, the event loop is alive; the scheduler is judged by its heartbeat.
+        return _health_page(self._liveness())
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        return _health_page(await self._readiness())
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
         # Rendering is quick, but keep it off the loop's critical path all the same.
         body = await asyncio.to_thread(generate_latest, self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _health_page(health: Health) -> web.Response:
+    body = {"status": health.status, "reasons": health.reasons}
+    return web.Response(
+        text=json.dumps(body, ensure_ascii=False) + "\n",
+        status=200 if health.ok else 503,
+        content_type="application/json",
+    )

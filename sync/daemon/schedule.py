@@ -186,6 +186,18 @@ def retry_due(policy: PollPolicy, now: datetime) -> datetime:
     return now + timedelta(seconds=policy.min_interval)
 
 
+# The first retry of a sweep the breaker stopped; each further outage doubles it.
+OUTAGE_FIRST_RETRY_S = 60.0
+
+
+def outage_backoff(outages: int, cap_s: float) -> float:
+    """How long after its ``outages``-th sweep in a row stopped by the circuit breaker the
+    daemon sweeps again: 1 min, 2, 4, … up to ``cap_s`` (SYNC_OUTAGE_BACKOFF_MAX)."""
+    if outages < 1:
+        raise ValueError("outages counts from 1")
+    return min(cap_s, OUTAGE_FIRST_RETRY_S * 2.0 ** min(outages - 1, 30))
+
+
 def lease_renew_every(lease_ttl: float) -> float:
     """Leases are renewed three times per lifetime, so one missed renewal does not lose them."""
     return lease_ttl / 3

@@ -15,10 +15,17 @@ import structlog
 
 from sync.api.client import TanmaClient
 from sync.config.settings import Settings
-from sync.daemon.health import Health, HealthFacts, assess_health
-from sync.daemon.lease_feed import LeaseFeed, LeaseTerms
+from sync.daemon.health import (
+    Health,
+    HealthFacts,
+    LivenessFacts,
+    assess_liveness,
+    assess_readiness,
+)
+from sync.daemon.lease_feed import LeaseFeed, lease_terms
 from sync.daemon.metrics import DaemonMetrics
-from sync.daemon.schedule import DaemonSchedule, rate_share
+from sync.daemon.schedule import DaemonSchedule, lease_renew_every, outage_backoff, rate_share
+from sync.domain.chinatime import format_china_time
 from sync.domain.errors import CredentialsRejected, FatalError
 from sync.domain.pager import PassMode
 from sync.domain.tally import RECORD_ACTIONS, RunStatus
@@ -30,12 +37,6 @@ from sync.mirror.models import utc_now
 from sync.mirror.store import MirrorStore
 
 log = structlog.get_logger("tanma_sync.daemon")
-
-# Customers claimed per trip to the database: enough to keep every worker busy, few enough
-# that a crashed daemon strands little.
-_CLAIM_BATCH_PER_WORKER = 2
-# Let go of a customer this long before its lease would expire in the database.
-_LEASE_SAFETY_S = 5.0
 
 
 class _SweepCutShort(Exception):
@@ -52,6 +53,35 @@ class DaemonState:
     credentials_error: str | None = None
     stalest_label: str | None = None
     stalest_since: datetime | None = None
+    # The circuit breaker's verdict on the last sweep that sent requests, or None.
+    api_error: str | None = None
+    last_tick_at: float = 0.0  # the heartbeat job last ran (whatever the database said)
+    last_renewed_at: float | None = None  # the heartbeat last renewed the leases
+    # Sweeps in a row the breaker stopped, and until when (loop time) sweeps are postponed.
+    outages: int = 0
+    postponed_until: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """One sweep in a line: what was due, what came of it, and what is next."""
+
+    due: int
+    synced: int
+    failed: int
+    handed_back: int
+    backlog: int | None
+    next_due_at: datetime | None
+    stopped_by: str | None
+
+    def line(self) -> str:
+        backlog = "unknown" if self.backlog is None else str(self.backlog)
+        text = (
+            f"sweep: {self.due} customers due, {self.synced} synced, {self.failed} failed, "
+            f"{self.handed_back} handed back; backlog {backlog}; next due "
+            f"{format_china_time(self.next_due_at) or 'none'} (UTC+8)"
+        )
+        return f"{text}; stopped: {self.stopped_by}" if self.stopped_by else text
 
 
 class Sweeper:
@@ -73,16 +103,11 @@ class Sweeper:
         self._stopping = stopping
         self._engine = SyncEngine(settings, store, client)
         self._rng = random.Random()
-        ttl = settings.sync_lease_ttl
-        self.terms = LeaseTerms(
-            worker_id=worker_id,
-            ttl=ttl,
-            budget=ttl - min(_LEASE_SAFETY_S, ttl / 10),
-            claim_batch=settings.sync_concurrency * _CLAIM_BATCH_PER_WORKER,
-        )
+        self.terms = lease_terms(worker_id, settings.sync_lease_ttl, settings.sync_concurrency)
         self.metrics = DaemonMetrics(self._client_tallies)
         self.state = DaemonState()
         self.last_report: RunReport | None = None
+        self.last_summary: SweepSummary | None = None
         # Why the last sweep failed before or instead of finishing its pass, or None.
         self.last_failure: str | None = None
         self._feed: LeaseFeed | None = None
@@ -109,12 +134,21 @@ class Sweeper:
 
     # -- the sweep -------------------------------------------------------------------------
 
+    def postponed_for(self) -> float | None:
+        """Seconds until sweeps resume after an API outage, or None when they may run now."""
+        until = self.state.postponed_until
+        if until is None:
+            return None
+        left = until - self.clock()
+        return left if left > 0 else None
+
     async def sweep(self, *, full: bool) -> RunReport | None:
         """Sync what is due (every customer first, for a full reconcile); returns the pass's
         report, or None when no pass ran (nothing due, or a failure before it began)."""
         started = self.clock()
         self.last_report = None
         self.last_failure = None
+        self.last_summary = None
         try:
             await self._fleet.ensure_schedule_rows()
             if full:
@@ -140,6 +174,7 @@ class Sweeper:
                 self.metrics.passes.labels(report.status.value).inc()
                 self.metrics.pass_duration.observe(self.clock() - started)
                 ran_to_its_end = report.status.ran_to_its_end
+                self._judge_api(report)
             if feed.database_error is not None:
                 raise _SweepCutShort(feed.database_error)
             if ran_to_its_end:
@@ -170,7 +205,62 @@ class Sweeper:
             self._feed = None
             await self.hand_back_leftovers()
             await self.refresh_stalest()
+            await self._summarise()
         return self.last_report
+
+    def _judge_api(self, report: RunReport) -> None:
+        """After a pass: an outage postpones the next sweeps, growing; a pass that got through
+        ends the outage."""
+        state = self.state
+        if report.unreachable is None:
+            if state.outages:
+                log.info("api_reachable_again", after_outages=state.outages)
+            state.api_error, state.outages, state.postponed_until = None, 0, None
+            return
+        state.api_error = report.unreachable
+        state.outages += 1
+        delay = outage_backoff(state.outages, self._settings.sync_outage_backoff_max)
+        state.postponed_until = self.clock() + delay
+        self.last_failure = report.unreachable
+        log.error(
+            "sweep_backing_off",
+            reason=report.unreachable,
+            outages=state.outages,
+            retry_in_s=round(delay, 1),
+        )
+
+    async def _summarise(self) -> None:
+        report = self.last_report
+        totals = report.totals if report is not None else None
+        try:
+            outlook = await self._fleet.outlook(utc_now())
+            backlog, next_due = outlook.backlog, outlook.next_due_at
+        except DATABASE_ERRORS:
+            backlog, next_due = None, None
+        summary = SweepSummary(
+            due=report.customers if report is not None else 0,
+            synced=totals.customers_ok if totals is not None else 0,
+            failed=totals.customers_failed if totals is not None else 0,
+            handed_back=(
+                report.customers - totals.customers_ok - totals.customers_failed
+                if report is not None and totals is not None
+                else 0
+            ),
+            backlog=backlog,
+            next_due_at=next_due,
+            stopped_by=self.last_failure,
+        )
+        self.last_summary = summary
+        log.info(
+            "sweep_summary",
+            summary=summary.line(),
+            due=summary.due,
+            synced=summary.synced,
+            failed=summary.failed,
+            handed_back=summary.handed_back,
+            backlog=backlog,
+            next_due_at=next_due.isoformat() if next_due is not None else None,
+        )
 
     def _pass_failed(self, reason: str) -> None:
         self.last_failure = reason
@@ -195,7 +285,7 @@ class Sweeper:
         """Renew this worker's row and leases; returns how many workers are alive (0 when the
         database could not be reached)."""
         s = self._settings
-        at = self.clock()
+        at = self.state.last_tick_at = self.clock()
         try:
             live = await self._fleet.heartbeat(self.terms.worker_id, s.sync_lease_ttl)
         except DATABASE_ERRORS as exc:
@@ -203,6 +293,7 @@ class Sweeper:
             log.warning("heartbeat_failed", error=self.state.database_error)
             return 0
         self.state.database_error = None
+        self.state.last_renewed_at = at
         if self._feed is not None:
             self._feed.renewed(at)
         share = rate_share(s.sync_rate_limit, live)
@@ -223,7 +314,12 @@ class Sweeper:
 
     # -- health ----------------------------------------------------------------------------
 
-    async def health(self) -> Health:
+    def liveness(self, *, scheduled: bool) -> Health:
+        """Whether the scheduler loop still runs its jobs (``scheduled``: it has any)."""
+        every = lease_renew_every(self._settings.sync_lease_ttl) if scheduled else None
+        return assess_liveness(LivenessFacts(self.clock(), self.state.last_tick_at, every))
+
+    async def readiness(self, *, scheduled: bool) -> Health:
         database_error = self.state.database_error
         try:
             await asyncio.wait_for(self._fleet.ping(), 5.0)
@@ -236,7 +332,9 @@ class Sweeper:
         if self.state.stalest_since is not None:
             age = max(0.0, (utc_now() - self.state.stalest_since).total_seconds())
             self.metrics.stalest_age.set(age)
-        health = assess_health(
+        breaker = self._engine.breaker
+        tripped = breaker.tripped if breaker is not None else None
+        health = assess_readiness(
             HealthFacts(
                 now=self.clock(),
                 started_at=self.state.started_at,
@@ -246,6 +344,9 @@ class Sweeper:
                 last_ok_pass_at=self.state.last_ok_pass_at,
                 stalest_label=self.state.stalest_label,
                 stalest_age_s=age,
+                api_error=str(tripped) if tripped is not None else self.state.api_error,
+                lease_ttl_s=self._settings.sync_lease_ttl if scheduled else None,
+                last_renewed_at=self.state.last_renewed_at,
             )
         )
         self.metrics.healthy.set(1 if health.ok else 0)

@@ -30,6 +30,10 @@ class TransientError(SyncError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # Set when the failure is a sign of an API outage rather than of one customer's data:
+        # the circuit breaker's kind (sync/domain/breaker.py), which counts these across
+        # customers.
+        self.outage_kind: str | None = None
 
 
 class ClockSkew(TransientError):
@@ -46,3 +50,8 @@ class CustomerError(SyncError):
 
 class LeaseLost(SyncError):
     """Another worker may now own this customer (our lease expired): stop touching it."""
+
+
+class ApiUnreachable(SyncError):
+    """The pass's circuit breaker is open: the API keeps failing the same way across customers,
+    so no further request is sent in this pass. The text names the host and the reason."""

@@ -10,4 +10,6 @@ class ExitCode(IntEnum):
     FATAL = 1  # settings, credentials, the database: nothing (more) could be done
     USAGE = 2  # the command line itself is wrong
     PARTIAL = 3  # some customers failed or some records were set aside
-    INTERRUPTED = 130  # stopped by a signal before the work was done (128 + SIGINT)
+    # Stopped by SIGINT or SIGTERM before the work was done: 128 + SIGINT for both, since the
+    # pass stopped cleanly rather than being killed by the signal (README, "Exit status").
+    INTERRUPTED = 130

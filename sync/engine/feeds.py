@@ -33,6 +33,8 @@ class CustomerOutcome:
     error: str | None = None
     stopped: str | None = None
     counts: PageCounts = field(default_factory=PageCounts)
+    # This was its first completed pass, and its list was empty (an unknown id answers so).
+    empty_first: bool = False
 
     @property
     def ok(self) -> bool:

@@ -5,19 +5,28 @@ HTTP answers or SQL; it wires the pager, the client and the store together and k
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import TypeVar
 
 import structlog
 
 from sync.api.client import TanmaClient
 from sync.config.settings import Settings
+from sync.domain.breaker import BreakerLimits, CircuitBreaker
 from sync.domain.customers import CustomerKey
-from sync.domain.errors import CustomerError, FatalError, LeaseLost, TransientError
+from sync.domain.errors import (
+    ApiUnreachable,
+    CustomerError,
+    FatalError,
+    LeaseLost,
+    TransientError,
+)
 from sync.domain.pager import PageVerdict, PassMode, begin_pass, next_last_id, step
 from sync.domain.records import FileRecord, RejectedRecord, parse_record
-from sync.domain.tally import PageCounts, RunStatus, RunTotals
+from sync.domain.tally import RunStatus, RunTotals
 from sync.engine.db_retry import complete_even_if_cancelled, retry_db, whole
 from sync.engine.feeds import (
     Assignment,
@@ -48,6 +57,11 @@ class RunReport:
     totals: RunTotals
     seconds: float
     failures: list[str] = field(default_factory=list)
+    # Why the circuit breaker stopped the pass (the API down), or None.
+    unreachable: str | None = None
+    # Customers whose first completed pass this was and whose list came back empty: an id
+    # Tanmarket does not know answers just like a customer without files.
+    customers_empty: int = 0
 
 
 class SyncEngine:
@@ -66,6 +80,8 @@ class SyncEngine:
         # Ends of runs the database refused to record; written before the next run starts, so
         # a long-lived daemon does not leave its own runs `running` after an outage.
         self._unrecorded: list[tuple[int, RunStatus, dict[str, int], str | None]] = []
+        # The running pass's breaker (health reads what it says), or None between passes.
+        self.breaker: CircuitBreaker | None = None
 
     async def run_pass(
         self,
@@ -73,14 +89,17 @@ class SyncEngine:
         customers: Sequence[CustomerKey] | CustomerFeed,
         *,
         worker_id: str | None = None,
+        known_total: int | None = None,
     ) -> RunReport:
         """Sync every customer the feed hands out (or every one listed); returns the tally.
+        ``known_total`` is how many a feed will hand out, when that is known beforehand.
 
         Raises FatalError to stop everything.
         """
         started = asyncio.get_running_loop().time()
         feed = ListFeed(customers, mode) if isinstance(customers, Sequence) else customers
-        known_total = len(customers) if isinstance(customers, Sequence) else None
+        if isinstance(customers, Sequence):
+            known_total = len(customers)
         # Here rather than in `status`: `status` only reads (a read-only role can run it, and
         # it never waits on a pass's write lock), while every pass writes anyway.
         while self._unrecorded:
@@ -99,12 +118,20 @@ class SyncEngine:
         log.info("pass_started", run_id=run_id, mode=mode.value, customers=known_total)
         client = self._client
         before = (client.requests, client.retries, client.failed_requests)
+        limits = BreakerLimits(
+            self._settings.sync_breaker_customers, self._settings.sync_breaker_seconds
+        )
+        breaker = CircuitBreaker(limits, client.host, now=time.monotonic())
+        self.breaker = client.breaker = breaker
+        unreachable: str | None = None
+        empty = 0
 
         async def worker() -> None:
-            nonlocal handed_out
+            nonlocal handed_out, empty
             while (assignment := await feed.next()) is not None:
                 handed_out += 1
                 outcome = await self._sync_customer(assignment, feed, run_id, totals)
+                empty += outcome.empty_first
                 totals.add_customer(failed=outcome.error is not None, finished=outcome.ok)
                 if outcome.error is not None:
                     failures.append(f"customer {assignment.customer.label}: {outcome.error}")
@@ -122,11 +149,15 @@ class SyncEngine:
                 for _ in range(workers):
                     group.create_task(worker())
         except BaseExceptionGroup as group:
-            fatal = _first_fatal(group)
-            if fatal is None:
+            fatal = _first_of(group, FatalError)
+            if fatal is not None:
+                summary = str(fatal)
+                raise fatal from None
+            if _first_of(group, ApiUnreachable) is None or breaker.tripped is None:
                 raise
-            summary = str(fatal)
-            raise fatal from None
+            # The breaker tripped: the other workers were cancelled at once (a page write in
+            # flight still completes), and the customers they held are neither ok nor failed.
+            unreachable = summary = str(breaker.tripped)
         except asyncio.CancelledError:
             status, summary = RunStatus.INTERRUPTED, "interrupted before the pass finished"
             raise
@@ -139,6 +170,7 @@ class SyncEngine:
                 note = f"{len(handed_back)} customers handed back unfinished ({handed_back[0]})"
                 summary = f"{note}; {summary}" if summary else note
         finally:
+            client.breaker = self.breaker = None
             totals.requests = client.requests - before[0]
             totals.retries = client.retries - before[1]
             totals.errors = client.failed_requests - before[2]
@@ -146,7 +178,15 @@ class SyncEngine:
             await self._finish(run_id, status, totals, summary, total)
         elapsed = asyncio.get_running_loop().time() - started
         report = RunReport(
-            run_id, mode, status, known_total or handed_out, totals, elapsed, failures
+            run_id,
+            mode,
+            status,
+            known_total or handed_out,
+            totals,
+            elapsed,
+            failures,
+            unreachable=unreachable,
+            customers_empty=empty,
         )
         log.info("pass_finished", run_id=run_id, status=status, **asdict(totals))
         return report
@@ -175,12 +215,12 @@ class SyncEngine:
         bound = log.bind(customer=customer.label, run_id=run_id)
         reason: str | None = None
         try:
-            outcome.stopped = await self._walk(
-                assignment, feed, run_id, (outcome.counts, totals), bound
-            )
+            outcome.stopped = await self._walk(assignment, feed, run_id, (outcome, totals), bound)
             self._db_failures_in_a_row = 0
         except LeaseLost as exc:
             outcome.stopped = str(exc)
+        except ApiUnreachable:
+            raise  # the whole pass stops; this customer is not at fault
         except _CustomerStuck as exc:
             reason = str(exc)
         except (TransientError, CustomerError) as exc:
@@ -214,7 +254,7 @@ class SyncEngine:
         assignment: Assignment,
         feed: CustomerFeed,
         run_id: int,
-        tallies: tuple[PageCounts, RunTotals],
+        tallies: tuple[CustomerOutcome, RunTotals],
         bound: structlog.typing.FilteringBoundLogger,
     ) -> str | None:
         """Page through one customer. Returns None when complete, else why it stopped early;
@@ -222,7 +262,10 @@ class SyncEngine:
         customer, mode = assignment.customer, assignment.mode
         page_size = self._settings.sync_page_size
         lookback = self._settings.lookback_ids
-        stored = await retry_db(lambda: self._store.pages.load_cursor(customer.ref), bound)
+        stored, ever_synced = await retry_db(
+            lambda: self._store.pages.load_cursor_and_history(customer.ref), bound
+        )
+        first_pass = not ever_synced and not stored.in_pass
         # A resumed pass walks on from a top that went stale while it was interrupted; when it
         # ends, one fresh look from the top (usually a single request) brings the customer up
         # to date as of this pass.
@@ -263,7 +306,7 @@ class SyncEngine:
                 fence=fence,
             )
             counts = await retry_db(partial(whole, write), bound)
-            tallies[0].add(counts)
+            tallies[0].counts.add(counts)
             tallies[1].add_page(counts)
             self._progress.page_done(len(records))
             for item in rejected:
@@ -274,6 +317,10 @@ class SyncEngine:
                     top_up = False
                     cursor = begin_pass(outcome.cursor, PassMode.INCREMENTAL, lookback, utc_now())
                     continue
+                seen = tallies[0].counts
+                tallies[0].empty_first = first_pass and not (
+                    seen.inserted or seen.updated or seen.unchanged or seen.rejected
+                )
                 return None
             if outcome.verdict is PageVerdict.STUCK:
                 raise _CustomerStuck(outcome.detail)
@@ -284,12 +331,15 @@ class _CustomerStuck(Exception):
     """The pager cannot go on with this customer (a cursor that does not advance, …)."""
 
 
-def _first_fatal(group: BaseExceptionGroup) -> FatalError | None:
+E = TypeVar("E", bound=BaseException)
+
+
+def _first_of(group: BaseExceptionGroup, kind: type[E]) -> E | None:
     for exc in group.exceptions:
-        if isinstance(exc, FatalError):
+        if isinstance(exc, kind):
             return exc
         if isinstance(exc, BaseExceptionGroup):
-            found = _first_fatal(exc)
+            found = _first_of(exc, kind)
             if found is not None:
                 return found
     return None

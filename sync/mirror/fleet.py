@@ -54,6 +54,14 @@ class Stalest:
     since: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What is ahead of the daemons: customers due now (the backlog) and the next due time."""
+
+    backlog: int
+    next_due_at: datetime | None
+
+
 class FleetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -162,12 +170,28 @@ class FleetStore:
         """Lease up to ``limit`` customers due by ``due_by`` that nobody holds, most overdue
         first. (Due times are the daemons' plan, written from their clocks; lease expiry is
         the database's clock.)"""
+        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
+        return await self._claim(worker_id, due, limit, lease_ttl)
+
+    async def claim_chosen(
+        self, worker_id: str, customer_refs: Sequence[int], lease_ttl: float
+    ) -> list[Claim]:
+        """Lease those of ``customer_refs`` that nobody holds, due or not (a command-line pass
+        syncs the customers it was given, beside the daemons). Every customer needs its
+        schedule row first (ensure_schedule_rows)."""
+        if not customer_refs:
+            return []
+        chosen = _SCHEDULE.c.customer_ref.in_(list(customer_refs))
+        return await self._claim(worker_id, chosen, len(customer_refs), lease_ttl)
+
+    async def _claim(
+        self, worker_id: str, which: ColumnElement[bool], limit: int, lease_ttl: float
+    ) -> list[Claim]:
         now = self._dialect.now()
         free = or_(_SCHEDULE.c.lease_owner.is_(None), _SCHEDULE.c.lease_expires_at < now)
-        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
         candidates = (
             select(_SCHEDULE.c.customer_ref)
-            .where(due, free)
+            .where(which, free)
             .order_by(*_MOST_OVERDUE_FIRST)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -279,6 +303,22 @@ class FleetStore:
             )
 
     # -- health ----------------------------------------------------------------------------
+
+    async def outlook(self, now: datetime) -> Outlook:
+        """Customers due by ``now`` (never-planned ones included) and the earliest later due
+        time, for a sweep's summary line."""
+        due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= now)
+        query = select(
+            func.count().filter(due),
+            func.min(_SCHEDULE.c.next_due_at).filter(_SCHEDULE.c.next_due_at > now),
+        )
+        async with self.engine.connect() as conn:
+            backlog, next_due = (await conn.execute(query)).one()
+        if isinstance(next_due, str):  # SQLite hands back text from an aggregate
+            next_due = datetime.fromisoformat(next_due)
+        if next_due is not None and next_due.tzinfo is None:
+            next_due = next_due.replace(tzinfo=UTC)
+        return Outlook(int(backlog or 0), next_due)
 
     async def stalest(self) -> Stalest | None:
         """The customer whose last successful check is oldest, or None without customers."""

@@ -166,7 +166,8 @@ class SyncRun(Base):
     retries: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_summary: Mapped[str | None] = mapped_column(Text)
-    # The daemon that ran this pass (SYNC_WORKER_ID); NULL for a pass run from the command line.
+    # The daemon that ran this pass (SYNC_WORKER_ID), or a command-line pass on PostgreSQL
+    # (mode@host:pid, a member of the fleet); NULL for one on SQLite.
     worker_id: Mapped[str | None] = mapped_column(String(128))
     # The process that ran it (migration 0004), so a later run can tell a dead owner's row.
     hostname: Mapped[str | None] = mapped_column(String(255))

@@ -105,7 +105,7 @@ class PageWriter:
         self._driver_row = _DriverRow(order, _postgres_stamp if dialect.postgres else _sqlite_stamp)
         self._state_stmts: dict[tuple[str, ...], Any] = {}
         self._pages: Batcher[_PageWrite, PageCounts] = Batcher(self._write_pages, _page_fits)
-        self._cursors: Batcher[int, CustomerCursor] = Batcher(
+        self._cursors: Batcher[int, tuple[CustomerCursor, bool]] = Batcher(
             self._load_cursors, lambda batch, _ref: len(batch) < _BATCH_CURSORS
         )
         rejected = RejectedRecordRow.__table__
@@ -121,20 +121,29 @@ class PageWriter:
 
     async def load_cursor(self, customer_ref: int) -> CustomerCursor:
         """The customer's cursor (read together with other workers' at the same moment)."""
+        return (await self._cursors.submit(customer_ref))[0]
+
+    async def load_cursor_and_history(self, customer_ref: int) -> tuple[CustomerCursor, bool]:
+        """The customer's cursor, and whether any pass of it ever completed."""
         return await self._cursors.submit(customer_ref)
 
-    async def _load_cursors(self, refs: Sequence[int]) -> list[CustomerCursor]:
+    async def _load_cursors(self, refs: Sequence[int]) -> list[tuple[CustomerCursor, bool]]:
         table = CustomerSyncState.__table__
-        query = select(table.c.customer_ref, *(table.c[name] for name in _CURSOR_COLUMNS))
+        query = select(
+            table.c.customer_ref,
+            table.c.last_success_at,
+            *(table.c[name] for name in _CURSOR_COLUMNS),
+        )
         async with self._engine.connect() as conn:
             rows = await conn.execute(query.where(table.c.customer_ref.in_(set(refs))))
             found = {
-                row.customer_ref: CustomerCursor(
-                    **{name: getattr(row, name) for name in _CURSOR_COLUMNS}
+                row.customer_ref: (
+                    CustomerCursor(**{name: getattr(row, name) for name in _CURSOR_COLUMNS}),
+                    row.last_success_at is not None,
                 )
                 for row in rows
             }
-        return [found.get(ref) or CustomerCursor() for ref in refs]
+        return [found.get(ref) or (CustomerCursor(), False) for ref in refs]
 
     async def save(
         self,

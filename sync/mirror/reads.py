@@ -65,6 +65,18 @@ class MirrorReads:
                 or 0,
             }
 
+    async def never_any_file(self) -> int:
+        """Customers checked successfully whose list has never held a file: a customer without
+        files and an id Tanmarket does not know answer alike (an empty list)."""
+        state = CustomerSyncState
+        query = select(func.count()).where(
+            state.last_success_at.is_not(None),
+            state.high_water_id.is_(None),
+            state.pass_started_at.is_(None),
+        )
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
     async def file_ids(self) -> set[int]:
         """The id of every mirrored record, deleted ones included."""
         async with self._engine.connect() as conn:

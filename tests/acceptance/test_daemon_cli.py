@@ -105,7 +105,7 @@ def test_daemons_share_one_postgres_and_take_over_a_killed_ones_customers(
             wait_for(lambda: synced_count(database_url) > 0, 60, "the first daemon to sync")
             second = cli("daemon", **{**DAEMON_ENV, **env})
             assert second.code == 1
-            assert "already running" in second.err and "PostgreSQL" in second.err
+            assert "tanma-sync daemon" in second.err and "PostgreSQL" in second.err
             assert "Traceback" not in second.both
         finally:
             code, _ = stop(first, 6)

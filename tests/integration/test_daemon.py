@@ -198,10 +198,10 @@ async def test_health_turns_degraded_when_the_signature_is_rejected(
             served: list[tuple[int, str]] = []
 
             async def degraded() -> bool:
-                served.append(await get(daemon, "/healthz"))
+                served.append(await get(daemon, "/readyz"))
                 return served[-1][0] == 503
 
-            await until(degraded, SETTLE_S, "/healthz to turn degraded")
+            await until(degraded, SETTLE_S, "/readyz to turn degraded")
             # A failed sweep hands its leases back, in its last step: health may turn degraded
             # a moment before that.
             await until(

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sync.daemon.health import HealthFacts, assess_health
+from sync.daemon.health import HealthFacts, LivenessFacts, assess_liveness, assess_readiness
 from sync.daemon.metrics import CUSTOMER_RESULTS, PASS_STATUSES, DaemonMetrics
 from sync.domain.durations import format_duration, parse_duration
 from sync.domain.tally import RECORD_ACTIONS
@@ -22,7 +22,7 @@ def facts(**changes: object) -> HealthFacts:
 
 
 def test_all_well_is_ok() -> None:
-    health = assess_health(facts(stalest_label="42", stalest_age_s=60.0))
+    health = assess_readiness(facts(stalest_label="42", stalest_age_s=60.0))
     assert health.ok and health.status == "ok" and health.reasons == []
 
 
@@ -34,16 +34,42 @@ def test_all_well_is_ok() -> None:
         ({"now": 9_000 + BOUND + 1}, "last successful pass 6h1s ago"),
         ({"now": BOUND + 10, "last_ok_pass_at": None}, "no successful pass since start"),
         ({"stalest_label": "42", "stalest_age_s": BOUND + 3600}, "customer 42 last checked 7h"),
+        ({"api_error": "API unreachable: h: connection refused"}, "API unreachable: h"),
+        (
+            {"lease_ttl_s": 120.0, "last_renewed_at": 10_000.0 - 121},
+            "lease renewals late: last renewed 2m1s ago (SYNC_LEASE_TTL 2m)",
+        ),
+        ({"lease_ttl_s": 120.0, "started_at": 9_000.0}, "lease renewals late"),
     ],
 )
 def test_each_reason_turns_health_degraded(changes: dict[str, object], fragment: str) -> None:
-    health = assess_health(facts(**changes))
+    health = assess_readiness(facts(**changes))
     assert health.status == "degraded"
     assert any(fragment in reason for reason in health.reasons), health.reasons
 
 
 def test_a_young_daemon_without_a_pass_yet_is_ok() -> None:
-    assert assess_health(facts(now=60.0, last_ok_pass_at=None)).ok
+    assert assess_readiness(facts(now=60.0, last_ok_pass_at=None)).ok
+
+
+def test_current_lease_renewals_keep_readiness() -> None:
+    assert assess_readiness(facts(lease_ttl_s=120.0, last_renewed_at=10_000.0 - 119)).ok
+
+
+def test_liveness_is_the_scheduler_running_its_heartbeat() -> None:
+    assert assess_liveness(LivenessFacts(now=100.0, last_tick_at=0.0, tick_every_s=40.0)).ok
+    stuck = assess_liveness(LivenessFacts(now=121.0, last_tick_at=0.0, tick_every_s=40.0))
+    assert stuck.status == "degraded"
+    assert stuck.reasons == ["the scheduler has not run its heartbeat for 2m1s (due every 40s)"]
+    # Nothing scheduled (a burst): the answer itself shows the loop is alive.
+    assert assess_liveness(LivenessFacts(now=1e6, last_tick_at=0.0, tick_every_s=None)).ok
+
+
+def test_liveness_ignores_what_readiness_judges() -> None:
+    # The API and the database are readiness: a restart cures neither.
+    ready = assess_readiness(facts(database_error="gone", api_error="API unreachable"))
+    alive = assess_liveness(LivenessFacts(now=10.0, last_tick_at=5.0, tick_every_s=40.0))
+    assert not ready.ok and alive.ok
 
 
 @pytest.mark.parametrize(
