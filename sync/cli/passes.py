@@ -58,8 +58,10 @@ async def _pass_beside_daemons(
     terms = lease_terms(worker_id, settings.sync_lease_ttl, settings.sync_concurrency)
     await fleet.ensure_schedule_rows()
     feed = ChosenLeaseFeed(fleet, terms, customers, mode, clock=asyncio.get_running_loop().time)
-    async with fleet_membership(settings, fleet, client, worker_id, renewed=feed.renewed):
-        return await engine.run_pass(mode, feed, worker_id=worker_id, known_total=len(customers))
+    membership = fleet_membership(settings, fleet, client, worker_id, renewed=feed.renewed)
+    return await engine.run_pass(
+        mode, feed, worker_id=worker_id, known_total=len(customers), membership=membership
+    )
 
 
 @contextlib.contextmanager

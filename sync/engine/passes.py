@@ -5,8 +5,10 @@ HTTP answers or SQL; it wires the pager, the client and the store together and k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -90,9 +92,12 @@ class SyncEngine:
         *,
         worker_id: str | None = None,
         known_total: int | None = None,
+        membership: AbstractAsyncContextManager[None] | None = None,
     ) -> RunReport:
         """Sync every customer the feed hands out (or every one listed); returns the tally.
         ``known_total`` is how many a feed will hand out, when that is known beforehand.
+        ``membership`` is held around the workers, once the run is recorded: a process killed
+        after joining the fleet then leaves a run row that says whose leases to free.
 
         Raises FatalError to stop everything.
         """
@@ -145,9 +150,12 @@ class SyncEngine:
             workers = min(workers, max(1, known_total))
         status, summary = RunStatus.FAILED, None
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(worker())
+            async with contextlib.AsyncExitStack() as stack:
+                if membership is not None:
+                    await stack.enter_async_context(membership)
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(workers):
+                        group.create_task(worker())
         except BaseExceptionGroup as group:
             fatal = _first_of(group, FatalError)
             if fatal is not None:

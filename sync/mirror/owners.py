@@ -76,6 +76,12 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def is_local(run: RunOwnerFacts, me: Owner) -> bool:
+    """Whether the run's process was in this host's and this process's pid space, so that
+    whether it still exists can be looked up here."""
+    return run.pid is not None and run.hostname == me.hostname and run.space == me.space
+
+
 def abandoned_reason(
     run: RunOwnerFacts,
     me: Owner,
@@ -87,7 +93,8 @@ def abandoned_reason(
 
     ``alive`` answers whether a pid exists here (injected so the decision can be tested).
     """
-    if run.pid is not None and run.hostname == me.hostname and run.space == me.space:
+    if is_local(run, me):
+        assert run.pid is not None
         if alive(run.pid):
             # A process we can see is never declared dead, whatever its heartbeat says.
             return None

@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.domain.tally import RUN_COUNTERS, RunStatus
 from sync.mirror.dialect import Dialect
-from sync.mirror.models import SyncRun, SyncWorker, utc_now
-from sync.mirror.owners import Owner, RunOwnerFacts, abandoned_reason, current_owner, pid_exists
+from sync.mirror.models import CustomerSchedule, SyncRun, SyncWorker, utc_now
+from sync.mirror.owners import (
+    Owner,
+    RunOwnerFacts,
+    abandoned_reason,
+    current_owner,
+    is_local,
+    pid_exists,
+)
 
 
 class RunLog:
@@ -69,7 +76,8 @@ class RunLog:
         alive: Callable[[int], bool] = pid_exists,
     ) -> dict[int, str]:
         """Mark ``abandoned`` the runs still ``running`` whose owner is provably gone (see
-        sync/mirror/owners.py); returns their ids with the reason recorded."""
+        sync/mirror/owners.py), and free the leases and the fleet row of a worker whose process
+        is seen to be gone; returns the closed runs' ids with the reason recorded."""
         me = me or current_owner()
         query = (
             select(
@@ -91,13 +99,38 @@ class RunLog:
                 return {}
             # Heartbeats are written with PostgreSQL's clock there, so compare with it.
             now = await self._dialect.read_now(conn)
+        facts = [RunOwnerFacts(*row) for row in rows]
         closed = {
-            row.id: reason
-            for row in rows
-            if (reason := abandoned_reason(RunOwnerFacts(*row), me, now, lease_ttl, alive))
+            run.run_id: reason
+            for run in facts
+            if (reason := abandoned_reason(run, me, now, lease_ttl, alive))
         }
+        # A worker whose process is seen to be gone holds its leases and its place in the rate
+        # share in vain: it leaves them now, sparing its customers the wait for SYNC_LEASE_TTL
+        # (a killed `run` would otherwise hold up the next one). Only when its sync_workers row
+        # is that very process (a restarted daemon keeps its SYNC_WORKER_ID), and not for a
+        # worker judged by its heartbeat alone: it may still be at work.
+        dead = [
+            run
+            for run in facts
+            if run.run_id in closed and run.worker_id is not None and is_local(run, me)
+        ]
         if closed:
             async with self._engine.begin() as conn:
+                for run in dead:
+                    gone = await conn.execute(
+                        delete(SyncWorker).where(
+                            SyncWorker.worker_id == run.worker_id,
+                            SyncWorker.hostname == run.hostname,
+                            SyncWorker.pid == run.pid,
+                        )
+                    )
+                    if gone.rowcount:
+                        await conn.execute(
+                            update(CustomerSchedule)
+                            .where(CustomerSchedule.lease_owner == run.worker_id)
+                            .values(lease_owner=None, lease_expires_at=None)
+                        )
                 for run_id, reason in closed.items():
                     # Only if still running: the owner may have finished it meanwhile.
                     await conn.execute(

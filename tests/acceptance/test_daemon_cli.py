@@ -160,7 +160,8 @@ def test_daemons_share_one_postgres_and_take_over_a_killed_ones_customers(
     )
     assert all(row.last_success_at > killed_at for row in takeover)
     live = {row.worker_id for row in query(database_url, select(SyncWorker.worker_id))}
-    assert live == {"w2"}  # the survivors left; the dead one's row just went stale
+    # The survivors left; the killed one's row went once a survivor's pass saw its process gone.
+    assert live == set()
     held = query(
         database_url,
         select(CustomerSchedule.customer_ref).where(CustomerSchedule.lease_owner.in_(["w1", "w3"])),

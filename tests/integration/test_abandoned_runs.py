@@ -10,9 +10,10 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from sync.cli.passes import sync_pass
+from sync.domain.customers_file import CustomerRow
 from sync.domain.pager import PassMode
 from sync.mirror.fleet import FleetStore
-from sync.mirror.models import SyncRun, SyncWorker, utc_now
+from sync.mirror.models import CustomerSchedule, SyncRun, SyncWorker, utc_now
 from sync.mirror.owners import ABANDONED_SUMMARY, Owner, current_owner
 from sync.mirror.store import MirrorStore
 from sync.sim import SimConfig, SimDataset, Simulator
@@ -91,3 +92,40 @@ async def test_the_next_pass_closes_a_killed_pass(store: MirrorStore, database_u
     assert runs[killed].status == "abandoned"
     assert f"process {runs[killed].pid} on {me.hostname}" in runs[killed].error_summary
     assert runs[report.run_id].status == "ok" and runs[report.run_id].pid == me.pid
+
+
+async def test_a_dead_local_worker_leaves_the_fleet_with_its_run(store: MirrorStore) -> None:
+    """A killed pass on PostgreSQL (or daemon) held leases: they are freed when its run is
+    closed, and its fleet row goes, but only that very process's row."""
+    me = current_owner()
+    fleet = FleetStore(store.engine)
+    await store.customers.import_rows(
+        [
+            CustomerRow(customer_id=i, user_id=None, external_user_id=None, sales_id=None)
+            for i in (1, 2, 3)
+        ]
+    )
+    await fleet.ensure_schedule_rows()
+    dead_pid, other_pid = reaped_pid(), reaped_pid()
+    refs = [c.ref for c in await store.customers.keys()]
+    # A dead pass holding two customers; a worker of the same id restarted as another process
+    # (its old run is dead, its row and its lease are the new process's); a silent remote one.
+    await fleet.register_worker("incremental@x", me.hostname, dead_pid)
+    await fleet.register_worker("daemon-1", me.hostname, me.pid)
+    await fleet.register_worker("remote", "other-host", 1)
+    assert len(await fleet.claim_chosen("incremental@x", refs[:2], TTL)) == 2
+    assert len(await fleet.claim_chosen("daemon-1", refs[2:], TTL)) == 1
+    dead = Owner(me.hostname, dead_pid, me.space)
+    await store.runs.start("incremental", 2, worker_id="incremental@x", owner=dead)
+    await store.runs.start(
+        "incremental", 1, worker_id="daemon-1", owner=Owner(me.hostname, other_pid, me.space)
+    )
+
+    assert len(await store.runs.close_abandoned(TTL)) == 2
+
+    async with store.engine.connect() as conn:
+        workers = set((await conn.execute(select(SyncWorker.worker_id))).scalars())
+        query = select(CustomerSchedule.customer_ref, CustomerSchedule.lease_owner)
+        leases = {ref: owner for ref, owner in await conn.execute(query)}
+    assert workers == {"daemon-1", "remote"}
+    assert leases == {refs[0]: None, refs[1]: None, refs[2]: "daemon-1"}
