@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import (
     BeforeValidator,
     Field,
@@ -20,7 +21,6 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from dotenv import dotenv_values
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sync.domain.durations import parse_duration

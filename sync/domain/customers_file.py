@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 COLUMNS = ("customer_id", "user_id", "external_user_id", "sales_id")
@@ -227,7 +228,7 @@ def _count(n: int, noun: str, *, with_number: bool = True) -> str:
 
 
 def _collect(
-    fields: dict[str, object], line: int, rows: list[CustomerRow], problems: list[LineProblem]
+    fields: Mapping[str, object], line: int, rows: list[CustomerRow], problems: list[LineProblem]
 ) -> None:
     try:
         row = CustomerRow(

@@ -89,7 +89,8 @@ def _check_sqlite_path(path: Path, *, must_exist: bool) -> None:
     if must_exist:
         if not path.is_file():
             raise FatalError(
-                f"there is no mirror at {path} yet (check SYNC_DATABASE_URL, or create it with "
+                f"there is no mirror at {path.resolve()} yet (check SYNC_DATABASE_URL, or create "
+                "it with "
                 "`tanma-sync customers import PATH`)"
             )
         return
