@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -196,6 +197,7 @@ def customers_import(
     """Add or update customers from a file; importing the same file twice changes nothing."""
 
     async def body(settings: Settings) -> int:
+        started = time.perf_counter()
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -213,7 +215,7 @@ def customers_import(
             err.print(f"{path}: {problem} (line skipped)", markup=False)
         out.print(
             f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged, "
-            f"{_plural(len(skipped), 'line')} skipped"
+            f"{_plural(len(skipped), 'line')} skipped in {time.perf_counter() - started:.2f}s"
         )
         return ExitCode.PARTIAL if skipped else ExitCode.OK
 
@@ -511,7 +513,21 @@ def sim(
         ),
     ] = None,
 ) -> None:
-    """Serve a simulated Tanmarket API with generated data (for trying things out)."""
+    """Serve a simulated Tanmarket API with generated data (for trying things out).
+
+    \b
+    Besides the API endpoint it answers, on the same address:
+      GET  /_sim/customers.csv     its customers, for `tanma-sync customers import`
+      GET  /_sim/customers.jsonl   the same as JSON Lines
+      GET  /_sim/stats             requests served, by outcome and per customer
+      POST /_sim/reset-stats       zero those counters
+      GET  /_sim/config            latency, page-size cap, rate limit, faults (never the key)
+      POST /_sim/config            change them: a JSON object, e.g. {"latency_ms": 50}
+      POST /_sim/advance           one simulated hour: new, late, changed and deleted files
+                                   (JSON: new_rate, late_rate, delete_rate, update_rate,
+                                   customers)
+      GET  /_sim/expected-mirror   every record a complete mirror holds now
+    """
     from sync.sim import FAULT_KINDS, SimConfig, SimDataset, Simulator
 
     faults: dict[str, Any] = {}

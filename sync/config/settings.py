@@ -145,8 +145,10 @@ class Settings(BaseSettings):
             )
             if not value
         ]
+        if len(missing) == 1:
+            raise ConfigError(f"setting {missing[0]} is not set (see .env.example)")
         if missing:
-            raise ConfigError(f"setting {' and '.join(missing)} is not set (see .env.example)")
+            raise ConfigError(f"settings {' and '.join(missing)} are not set (see .env.example)")
 
 
 _OFF = frozenset({"", "off", "none", "never"})

@@ -234,7 +234,6 @@ FILES = Report(
     table_columns=(
         "id",
         "customer_id",
-        "external_user_id",
         "create_time",
         "file_name",
         "file_type",

@@ -10,9 +10,9 @@ from sync.domain.customers_file import (
     COLUMNS,
     CustomerRow,
     CustomersFileError,
-    read_customers,
     LineProblem,
     parse_customers,
+    read_customers,
 )
 
 
