@@ -23,7 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sync.cli.logs import configure_logging
 from sync.cli.passes import describe_report, no_such_customer, sync_pass
 from sync.config.settings import Settings, load_settings, misspelled_settings
-from sync.domain.chinatime import format_china_time
 from sync.domain.customers import unknown_selectors
 from sync.domain.customers_file import CustomerRow, CustomersFileError, read_customers
 from sync.domain.errors import ConfigError, SyncError, UsageError
@@ -376,7 +375,7 @@ def status(
             f"{customers:,} customers" + (f": {by_state}" if by_state else "") + shown,
             markup=False,
         )
-        _print_runs(recent)
+        out.print(reports.to_table(listings.RUNS, recent, out.width))
         out.print(
             f"{totals['customers']:,} customers, {totals['files']:,} files mirrored, "
             f"{totals['deleted']:,} marked deleted, {totals['rejected']:,} rejected records "
@@ -393,36 +392,6 @@ def _print_detail(row: dict[str, Any]) -> None:
     for f in listings.STATUS_DETAIL.fields:
         table.add_row(f.title, reports.cell_text(f.kind, row[f.name]))
     out.print(table)
-
-
-def _print_runs(recent: list[dict[str, Any]]) -> None:
-    run_table = Table(
-        "run",
-        "mode",
-        "status",
-        "started (UTC+8)",
-        "customers ok/failed",
-        "new",
-        "updated",
-        "rejected",
-        "deleted",
-        "requests",
-        title="recent runs",
-    )
-    for r in recent:
-        run_table.add_row(
-            str(r["id"]),
-            r["mode"],
-            r["status"],
-            format_china_time(r["started_at"]),
-            f"{r['customers_ok']}/{r['customers_failed']}",
-            str(r["records_inserted"]),
-            str(r["records_updated"]),
-            str(r["records_rejected"]),
-            str(r["records_deleted"]),
-            str(r["requests"]),
-        )
-    out.print(run_table)
 
 
 # -- report --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, or_, select, text, update
@@ -21,6 +21,16 @@ class ImportCounts:
     updated: int
     unchanged: int
     conflicts: list[LineProblem]
+
+
+# Rows per bulk statement: large enough that statement overhead vanishes, small enough that
+# the parameter lists of a 100,000-line file are never all in memory at once.
+_BULK_ROWS = 5_000
+
+
+def _chunks(items: list[KnownCustomer]) -> Iterator[list[KnownCustomer]]:
+    for start in range(0, len(items), _BULK_ROWS):
+        yield items[start : start + _BULK_ROWS]
 
 
 class CustomerTable:
@@ -53,12 +63,12 @@ class CustomerTable:
             ]
             plan = plan_import(known, rows)
             now = utc_now()
-            if plan.inserts:
+            for chunk in _chunks(plan.inserts):
                 await conn.execute(
                     insert(Customer),
-                    [{**c.values(), "created_at": now, "updated_at": now} for c in plan.inserts],
+                    [{**c.values(), "created_at": now, "updated_at": now} for c in chunk],
                 )
-            if plan.updates:
+            for chunk in _chunks(plan.updates):
                 await conn.execute(
                     update(Customer)
                     .where(Customer.id == bindparam("ref"))
@@ -70,7 +80,7 @@ class CustomerTable:
                     ),
                     [
                         {"ref": c.ref, **{f"new_{k}": v for k, v in c.values().items()}}
-                        for c in plan.updates
+                        for c in chunk
                     ],
                 )
         return ImportCounts(plan.added, plan.updated, plan.unchanged, plan.conflicts)

@@ -52,6 +52,24 @@ STATUS_DETAIL = Listing(
     ),
 )
 
+# `status`: the recent runs (sync_runs rows, newest first).
+RUNS = Listing(
+    title="recent runs",
+    fields=(
+        ReportColumn("id", Kind.ID, heading="run"),
+        ReportColumn("mode", Kind.TEXT),
+        ReportColumn("status", Kind.TEXT),
+        ReportColumn("started_at", Kind.INSTANT, heading="started"),
+        ReportColumn("customers_ok", Kind.COUNT, heading="ok"),
+        ReportColumn("customers_failed", Kind.COUNT, heading="failed"),
+        ReportColumn("records_inserted", Kind.COUNT, heading="new"),
+        ReportColumn("records_updated", Kind.COUNT, heading="updated"),
+        ReportColumn("records_rejected", Kind.COUNT, heading="rejected"),
+        ReportColumn("records_deleted", Kind.COUNT, heading="deleted"),
+        ReportColumn("requests", Kind.COUNT),
+    ),
+)
+
 
 def _live_files(ref: ColumnElement[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """The live file count and newest file time of the customer whose row id is ``ref``, as

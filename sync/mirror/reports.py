@@ -67,15 +67,18 @@ class ReportColumn:
     # In a table: a long text that may be cut short (with …) so the table fits the terminal.
     # Every other column is shown whole; CSV and JSON always carry the whole value.
     shortened: bool = False
+    # A shorter table heading than the name (CSV and JSON keep the name).
+    heading: str | None = None
 
     @property
     def title(self) -> str:
         """The table heading: instants say their zone, durations drop the unit."""
+        name = self.heading or self.name
         if self.kind is Kind.INSTANT:
-            return f"{self.name} (UTC+8)"
+            return f"{name} (UTC+8)"
         if self.kind is Kind.SECONDS:
-            return self.name.removesuffix("_seconds")
-        return self.name
+            return name.removesuffix("_seconds")
+        return name
 
 
 class Since(Enum):
@@ -512,40 +515,50 @@ def to_json(report: Tabular, rows: Sequence[Row]) -> str:
 
 
 def to_table(report: Tabular, rows: Sequence[Row], width: int | None = None) -> Table:
-    """The rows as a table ``width`` cells wide (a terminal's width; None: as wide as the
-    values). Ids, numbers and times are never cut; the long texts marked ``shortened`` share
-    what room is left and are cut with … beyond it. CSV and JSON always have the whole value."""
-    fields = report.table_fields
+    """The rows as a table at most ``width`` cells wide (a terminal's width; None: as wide as
+    the values). Ids, numbers and times are never cut; the long texts marked ``shortened``
+    share what room is left and are cut with … beyond it. When even that does not fit, the
+    last columns are left out and the caption names them. CSV and JSON have every value."""
+    fields = list(report.table_fields)
     cells = [[cell_text(f.kind, row[f.name]) for f in fields] for row in rows]
     whole = [
         max([_longest_word(f.title), *(cell_len(line[i]) for line in cells)])
         for i, f in enumerate(fields)
     ]
-    shortened = [i for i, f in enumerate(fields) if f.shortened]
+    hidden: list[str] = []
+    while (
+        width is not None and len(fields) > _FEWEST_COLUMNS and _least_width(fields, whole) > width
+    ):
+        hidden.insert(0, fields.pop().title)
+        whole.pop()
+    shortened = sum(f.shortened for f in fields)
     share: int | None = None
     if width is not None and shortened:
-        # Each column costs its padding (one cell either side) and one border; plus the edge.
-        fixed = sum(w for i, w in enumerate(whole) if i not in shortened) + 3 * len(fields) + 1
-        share = max(_SHORTEST_TEXT, (width - fixed) // len(shortened))
-    table = Table(title=report.title)
-    for i, f in enumerate(fields):
+        fixed = _least_width(fields, whole) - _SHORTEST_TEXT * shortened
+        share = max(_SHORTEST_TEXT, (width - fixed) // shortened)
+    caption = f"left out to fit the terminal: {', '.join(hidden)}" if hidden else None
+    table = Table(title=report.title, caption=caption)
+    for f in fields:
         if f.shortened:
-            table.add_column(
-                f.title, overflow="ellipsis", no_wrap=True, max_width=share, min_width=None
-            )
+            table.add_column(f.title, overflow="ellipsis", no_wrap=True, max_width=share)
         else:
             # Fold rather than cut if the terminal is too narrow even for these.
             table.add_column(
-                f.title,
-                justify="right" if f.kind in _NUMERIC else "left",
-                overflow="fold",
-                min_width=whole[i],
+                f.title, justify="right" if f.kind in _NUMERIC else "left", overflow="fold"
             )
     for line in cells:
-        table.add_row(*line)
+        table.add_row(*line[: len(fields)])
     return table
 
 
+def _least_width(fields: Sequence[ReportColumn], whole: Sequence[int]) -> int:
+    """The narrowest a table of these columns can be without cutting what must stay whole:
+    each column costs its padding (one cell either side) and a border, plus the edge."""
+    texts = sum(_SHORTEST_TEXT if f.shortened else w for f, w in zip(fields, whole, strict=True))
+    return texts + 3 * len(fields) + 1
+
+
+_FEWEST_COLUMNS = 2
 _SHORTEST_TEXT = 8
 
 
