@@ -368,3 +368,21 @@ def test_a_table_fits_its_width_cutting_only_long_texts() -> None:
         assert len(body) == 3, "one line per row"
         assert all(str(r["id"]) in line for r, line in zip(rows, body, strict=True))
         assert all("…" in line for line in body)
+
+
+def test_health_states_are_worst_first() -> None:
+    states = reports.HealthState
+    assert list(states) == [
+        states.FAILING,
+        states.STALE,
+        states.INCOMPLETE,
+        states.NEVER_SYNCED,
+        states.OK,
+    ]
+    assert reports.SEVERITY == {
+        "failing": 0,
+        "stale": 1,
+        "incomplete": 2,
+        "never_synced": 3,
+        "ok": 4,
+    }
