@@ -146,6 +146,7 @@ LimitOption = Annotated[
     int | None,
     typer.Option(
         metavar="N",
+        min=0,
         help=f"Show at most N rows (0: all); default {TERMINAL_LIMIT} in a terminal, else all.",
         show_default=False,
     ),
@@ -332,9 +333,10 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int
 @app.command()
 def status(
     limit: Annotated[
-        int, typer.Option(metavar="N", help="Show at most N customers, problems first (0: all).")
+        int,
+        typer.Option(metavar="N", min=0, help="Show at most N customers, problems first (0: all)."),
     ] = TERMINAL_LIMIT,
-    runs: Annotated[int, typer.Option(metavar="N", help="Show N recent runs.")] = 5,
+    runs: Annotated[int, typer.Option(metavar="N", min=0, help="Show N recent runs.")] = 5,
     customer: Annotated[
         list[str] | None,
         typer.Option(

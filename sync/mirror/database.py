@@ -47,7 +47,8 @@ def async_url(url: str) -> URL:
             f"write {backend}:// (tanma-sync uses {wanted})"
         )
     parsed = parsed.set(drivername=f"{backend}+{wanted}")
-    if backend == "sqlite" and not (parsed.database or "").strip():
+    if backend == "sqlite" and (parsed.database or "").strip() in ("", ":memory:"):
+        # An in-memory database would be gone when the command ends.
         raise ConfigError(
             "setting SYNC_DATABASE_URL: the SQLite URL names no file "
             "(write sqlite:///tanma_mirror.db, or sqlite:////absolute/path.db)"
@@ -61,8 +62,8 @@ def async_url(url: str) -> URL:
 
 
 def sqlite_path(url: URL) -> Path | None:
-    """The file an async SQLite URL names (None for PostgreSQL and for an in-memory database)."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    """The file an async SQLite URL names (None for PostgreSQL)."""
+    if url.get_backend_name() != "sqlite" or not url.database:
         return None
     return Path(url.database).expanduser()
 

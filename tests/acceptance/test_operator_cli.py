@@ -79,6 +79,11 @@ def test_impossible_sqlite_urls_are_one_line(cli: Cli, tmp_path: Path) -> None:
     empty = cli("status", SYNC_DATABASE_URL="sqlite:///")
     assert empty.code == 1
     one_error_line(empty, "SYNC_DATABASE_URL", "names no file")
+    in_memory = cli(
+        "customers", "add", "--customer-id", "1", SYNC_DATABASE_URL="sqlite:///:memory:"
+    )
+    assert in_memory.code == 1
+    one_error_line(in_memory, "SYNC_DATABASE_URL", "names no file")
     (tmp_path / "a-file").write_text("not a directory")
     under_a_file = cli("customers", "add", "--customer-id", "1",
                        SYNC_DATABASE_URL=f"sqlite:///{tmp_path}/a-file/x.db")  # fmt: skip
@@ -88,7 +93,7 @@ def test_impossible_sqlite_urls_are_one_line(cli: Cli, tmp_path: Path) -> None:
                       SYNC_DATABASE_URL=f"sqlite:///{tmp_path}")  # fmt: skip
     assert a_directory.code == 1
     one_error_line(a_directory, "is a directory")
-    for result in (empty, under_a_file, a_directory):
+    for result in (empty, in_memory, under_a_file, a_directory):
         no_trace(result)
 
 
