@@ -17,7 +17,7 @@ from bench.databases import postgres_problem, postgres_version
 from bench.report import console_table, markdown, write_benchmarks
 from bench.sections import FULL, QUICK, Row
 
-SECTIONS = ("ceiling", "throughput", "budget", "memory", "dlt")
+SECTIONS = ("ceiling", "throughput", "budget", "memory", "dlt", "import")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +42,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
         "--memory-customers", type=int, nargs="+", help="customer counts of the memory runs"
     )
     parser.add_argument("--dlt-customers", type=int, help="customers of the dlt comparison")
+    parser.add_argument("--import-customers", type=int, help="customers of the import runs")
     parser.add_argument(
         "--output",
         type=Path,
@@ -63,6 +64,7 @@ def _sizes(args: argparse.Namespace) -> sections.Sizes:
         "latency_ms": args.latency_ms,
         "memory_customers": tuple(args.memory_customers) if args.memory_customers else None,
         "dlt_customers": args.dlt_customers,
+        "import_customers": args.import_customers,
     }
     return dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -109,6 +111,9 @@ def main(argv: list[str]) -> int:
                 latency_ms=sizes.latency_ms,
                 customers=sizes.dlt_latency_customers,
             )
+    if "import" in chosen:
+        for backend in backends:
+            rows += sections.customers_import(sizes, backend, log)
     elapsed = time.perf_counter() - started
     notes.append(
         f"- Sizes: {sizes}; medians of {sizes.reps} run(s), tool and baselines interleaved "

@@ -21,6 +21,7 @@ import aiohttp
 import asyncpg
 import orjson
 
+from bench.databases import asyncpg_dsn, sqlite_path
 from bench.simproc import APP_ID, APP_KEY
 
 ENDPOINT = "/api/v3/customer/list-file-of-customer"
@@ -234,4 +235,39 @@ async def write_pages(
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def insert_customers(backend: str, url: str, csv: bytes) -> float:
+    """Seconds a script takes to parse a customers CSV and INSERT every row in one
+    transaction with a plain driver: no matching, no identity checks, no upsert."""
+    started = time.perf_counter()
+    lines = csv.decode().splitlines()[1:]
+    now = datetime.now(UTC)
+    rows = []
+    for line in lines:
+        customer_id, user_id, external_user_id, sales_id = line.split(",")
+        rows.append((int(customer_id), user_id, external_user_id, int(sales_id)))
+    sql = (
+        "INSERT INTO customers (customer_id, user_id, external_user_id, sales_id, created_at, "
+        "updated_at) VALUES ({})"
+    )
+    if backend == "sqlite":
+        db = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        try:
+            stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+            db.execute("BEGIN")
+            db.executemany(sql.format("?, ?, ?, ?, ?, ?"), [(*r, stamp, stamp) for r in rows])
+            db.execute("COMMIT")
+        finally:
+            db.close()
+    else:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            async with conn.transaction():
+                await conn.executemany(
+                    sql.format("$1, $2, $3, $4, $5, $6"), [(*r, now, now) for r in rows]
+                )
+        finally:
+            await conn.close()
     return time.perf_counter() - started

@@ -35,6 +35,7 @@ class Sizes:
     memory_customers: tuple[int, ...]
     memory_mean_files: float
     dlt_customers: int
+    import_customers: int
     # The run at the API's latency (sizes.latency_ms), on SQLite: dlt asks one page at a time,
     # so it is sized smaller to keep its time in bounds.
     dlt_latency_customers: int
@@ -55,6 +56,7 @@ FULL = Sizes(
     memory_customers=(10_000, 100_000),
     memory_mean_files=10,
     dlt_customers=500,
+    import_customers=100_000,
     dlt_latency_customers=150,
 )
 QUICK = Sizes(
@@ -70,6 +72,7 @@ QUICK = Sizes(
     memory_customers=(300, 1_000),
     memory_mean_files=10,
     dlt_customers=30,
+    import_customers=2_000,
     dlt_latency_customers=10,
 )
 
@@ -94,8 +97,8 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def _spread(values: list[float]) -> str:
-    return f"n={len(values)}, range {min(values):,.0f}–{max(values):,.0f}"
+def _spread(values: list[float], digits: int = 0) -> str:
+    return f"n={len(values)}, range {min(values):,.{digits}f}–{max(values):,.{digits}f}"
 
 
 def _prepare(sim: SimProcess, url: str, csv: bytes, *, concurrency: int, rate: float) -> dict:
@@ -386,4 +389,52 @@ def against_dlt(
             median(dlt_rates), "records/s", _spread(dlt_rates)),
         Row("5. against dlt", f"tanma-sync / dlt ({backend}, {api})", ratio, "×", "", "≥ 5",
             ratio >= 5),
+    ]  # fmt: skip
+
+
+def customers_csv(customers: int) -> bytes:
+    """A customers file as a CRM export gives it: every column filled, ids of the API's size."""
+    lines = ["customer_id,user_id,external_user_id,sales_id"]
+    lines += [
+        f"{460_000_000_000_000 + n * 7_919},sales{n % 400:03d},wm{n:030d},"
+        f"{350_000_000_000_000 + n % 400}"
+        for n in range(customers)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def customers_import(sizes: Sizes, backend: str, log: Log) -> list[Row]:
+    """`customers import` of a large file into an empty mirror, then the same file again (all
+    unchanged), beside a plain-driver bulk INSERT of the same rows into the same table."""
+    customers = sizes.import_customers
+    csv = customers_csv(customers)
+    first: list[float] = []
+    again: list[float] = []
+    walls: list[float] = []
+    plain: list[float] = []
+    for rep in range(sizes.reps):
+        with fresh_database(backend) as url:
+            env = tool.tool_env("http://127.0.0.1:9", url, concurrency=1, rate_limit=UNLIMITED)
+            tool.run_cli(["db", "upgrade"], env).check()
+            run = tool.import_customers(csv, env)
+            first.append(tool.import_seconds(run))
+            walls.append(run.wall_s)
+            again.append(tool.import_seconds(tool.import_customers(csv, env)))
+        with fresh_database(backend) as url:
+            tool.run_cli(["db", "upgrade"], tool.tool_env("http://127.0.0.1:9", url,
+                         concurrency=1, rate_limit=UNLIMITED)).check()  # fmt: skip
+            plain.append(asyncio.run(raw.insert_customers(backend, url, csv)))
+        log(
+            f"import {backend} rep {rep + 1}: {first[-1]:.2f}s (wall {walls[-1]:.2f}s), "
+            f"again {again[-1]:.2f}s, plain INSERT {plain[-1]:.2f}s"
+        )
+    section = "6. customers import"
+    return [
+        Row(section, f"`customers import` of {customers:,} new customers, tool's own time "
+            f"({backend})", median(first), "s", f"wall {median(walls):.2f}s incl. start-up; "
+            f"{_spread(first, 2)}", "< 5 s", median(first) < 5),
+        Row(section, f"the same file again, all unchanged ({backend})", median(again), "s",
+            _spread(again, 2)),
+        Row(section, f"plain driver bulk INSERT of the same rows, no checks ({backend})",
+            median(plain), "s", _spread(plain, 2)),
     ]  # fmt: skip

@@ -128,6 +128,18 @@ def import_customers(csv: bytes, env: dict[str, str]) -> CliRun:
         return run_cli(["customers", "import", str(path)], env).check()
 
 
+# The import summary: "... unchanged, 0 lines skipped in 1.52s"
+_IMPORT = re.compile(r"skipped in ([\d.]+)s")
+
+
+def import_seconds(run: CliRun) -> float:
+    """The time ``customers import`` reports for itself (reading, planning and writing)."""
+    match = _IMPORT.search(run.stdout)
+    if match is None:
+        raise RuntimeError(f"no timing in the output of `tanma-sync {run.command}`: {run.stdout!r}")
+    return float(match.group(1))
+
+
 def sync_pass(command: str, env: dict[str, str]) -> PassResult:
     """``backfill`` or ``run``; the figures its own report printed."""
     run = run_cli([command], env).check()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
 import threading
@@ -52,6 +54,36 @@ class Cli:
             check=False,
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def in_terminal(self, *args: str, columns: int = 120, **env: str) -> Result:
+        """Run with stdout on a pseudo-terminal ``columns`` wide, as a person at a terminal
+        sees it (``out``: what the terminal showed, colour codes stripped)."""
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen(
+                self.command(*args),
+                cwd=self.cwd,
+                env={**self.env, "COLUMNS": str(columns), "NO_COLOR": "1", **env},
+                stdin=subprocess.DEVNULL,
+                stdout=terminal,
+                stderr=subprocess.PIPE,
+            )
+            os.close(terminal)
+            shown = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the terminal closed: the process is done writing
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            code = process.wait(timeout=120)
+            err = process.stderr.read().decode() if process.stderr else ""
+        finally:
+            os.close(controller)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", shown.decode("utf-8", "replace"))
+        return Result(code, text.replace("\r\n", "\n"), err)
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(

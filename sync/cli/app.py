@@ -8,8 +8,10 @@ writer); 2 usage; 130 stopped by SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -21,28 +23,34 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.cli.logs import configure_logging
-from sync.cli.passes import describe_report, stop_on_sigterm, sync_pass
-from sync.config.settings import Settings, load_settings
-from sync.domain.chinatime import format_china_time
-from sync.domain.customers import customer_label
-from sync.domain.customers_file import CustomerRow, CustomersFileError, parse_customers
-from sync.domain.errors import ConfigError, SyncError
+from sync.cli.passes import describe_report, no_such_customer, stop_on_sigterm, sync_pass
+from sync.config.settings import Settings, load_settings, misspelled_settings
+from sync.domain.customers import unknown_selectors
+from sync.domain.customers_file import CustomerRow, CustomersFileError, read_customers
+from sync.domain.errors import ConfigError, SyncError, UsageError
 from sync.domain.exits import ExitCode
-from sync.domain.pager import CustomerCursor, PassMode
+from sync.domain.pager import PassMode
 from sync.mirror import database as db
-from sync.mirror import reports
+from sync.mirror import listings, reports
 from sync.mirror.demo_mark import FileKind, create_demo_database, demo_file_kind
 from sync.mirror.store import MirrorStore, open_store
 from sync.mirror.writer_lock import sqlite_writer_lock
 
+# Plain (click-style) help: typer's rich panels print a type such as <bool> beside every flag,
+# as if the flag took a value.
 app = typer.Typer(
     help="Mirror Tanmarket (探马 SCRM) customer files into SQLite or PostgreSQL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="The mirror database's schema.", no_args_is_help=True)
-customers_app = typer.Typer(help="The customers whose files are mirrored.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The mirror database's schema.", no_args_is_help=True, rich_markup_mode=None
+)
+customers_app = typer.Typer(
+    help="The customers whose files are mirrored.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
 
@@ -51,6 +59,8 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
+# Rows a listing shows at a terminal unless --limit says otherwise; a pipe gets every row.
+TERMINAL_LIMIT = 50
 
 
 class _Options:
@@ -70,12 +80,17 @@ def _execute(body: Callable[[Settings], Coroutine[Any, Any, int]], **overrides: 
     """Load settings, run ``body``, and turn every failure into one line and an exit status."""
     try:
         settings = load_settings(**overrides)
+        for warning in misspelled_settings(os.environ):
+            err.print(warning, markup=False)
         configure_logging(
             settings.sync_log_format,
             settings.sync_log_level,
             secrets=[settings.tanma_app_key.get_secret_value()],
         )
         code: int = asyncio.run(body(settings))
+    except UsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        code = ExitCode.USAGE
     except SyncError as exc:
         err.print(f"error: {exc}", markup=False)
         code = ExitCode.FATAL
@@ -91,8 +106,65 @@ def _execute(body: Callable[[Settings], Coroutine[Any, Any, int]], **overrides: 
     raise typer.Exit(code)
 
 
-def _store(settings: Settings) -> AbstractAsyncContextManager[MirrorStore]:
-    return open_store(settings, migrate=_Options.migrate)
+def _store(
+    settings: Settings, *, read_only: bool = False
+) -> AbstractAsyncContextManager[MirrorStore]:
+    return open_store(settings, migrate=_Options.migrate, read_only=read_only)
+
+
+def _limit(given: int | None, fmt: reports.OutputFormat) -> int | None:
+    """Rows to show: ``--limit`` (0 for all), else TERMINAL_LIMIT for a table at a terminal."""
+    if given is not None:
+        return given or None
+    return TERMINAL_LIMIT if fmt is reports.OutputFormat.TABLE and sys.stdout.isatty() else None
+
+
+def _shown(shown: int, total: int, noun: str) -> str:
+    """The total line under a table: ``25 customers``, or ``50 of 20,005 customers shown``."""
+    if shown >= total:
+        return f"{total:,} {noun}"
+    return f"{shown:,} of {total:,} {noun} shown (--limit 0 for all; --format csv for a file)"
+
+
+def _print_rows(
+    listing: reports.Tabular, rows: list[dict[str, Any]], fmt: reports.OutputFormat
+) -> None:
+    if fmt is reports.OutputFormat.TABLE:
+        out.print(reports.to_table(listing, rows, out.width))
+    elif fmt is reports.OutputFormat.JSON:
+        _write_stdout(reports.to_json(listing, rows))
+    else:
+        _write_stdout(reports.to_csv(listing, rows, for_excel=fmt is reports.OutputFormat.EXCEL))
+
+
+def _usage(check: Callable[[], T]) -> T:
+    """``check()``, with a usage mistake it reports turned into one line and exit status 2."""
+    try:
+        return check()
+    except reports.ReportUsageError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N",
+        min=0,
+        help=f"Show at most N rows (0: all); default {TERMINAL_LIMIT} in a terminal, else all.",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        help="table, csv, json, or excel (CSV with a UTF-8 byte-order mark, for "
+        "double-clicking in Excel); default: table in a terminal, csv otherwise.",
+        show_default=False,
+    ),
+]
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -129,26 +201,33 @@ def customers_import(
     """Add or update customers from a file; importing the same file twice changes nothing."""
 
     async def body(settings: Settings) -> int:
+        started = time.perf_counter()
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
         try:
-            rows, problems = parse_customers(data, path.name)
+            parsed = read_customers(data, path.name)
         except CustomersFileError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+        for note in parsed.notes:
+            err.print(f"{path}: {note}", markup=False)
         async with _store(settings) as store:
-            counts = await store.customers.import_rows(rows)
-        skipped = sorted([*problems, *counts.conflicts], key=lambda p: p.line)
+            counts = await store.customers.import_rows(parsed.rows)
+        skipped = sorted([*parsed.problems, *counts.conflicts], key=lambda p: p.line)
         for problem in skipped:
             err.print(f"{path}: {problem} (line skipped)", markup=False)
         out.print(
             f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged, "
-            f"{len(skipped)} lines skipped"
+            f"{_plural(len(skipped), 'line')} skipped in {time.perf_counter() - started:.2f}s"
         )
         return ExitCode.PARTIAL if skipped else ExitCode.OK
 
     _execute(body)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 @customers_app.command("add")
@@ -177,22 +256,17 @@ def customers_add(
 
 
 @customers_app.command("list")
-def customers_list() -> None:
-    """List the customers and the ids each request sends for them."""
+def customers_list(limit: LimitOption = None, output_format: FormatOption = None) -> None:
+    """List the customers, the ids each request sends for them, and their live files."""
+    fmt = _usage(lambda: reports.parse_format(output_format, sys.stdout.isatty()))
+    shown = _limit(limit, fmt)
 
     async def body(settings: Settings) -> int:
-        async with _store(settings) as store:
-            rows = await store.customers.keys()
-        table = Table("customer_id", "external_user_id", "user_id", "sales_id")
-        for c in rows:
-            table.add_row(
-                *(
-                    str(v) if v is not None else ""
-                    for v in (c.customer_id, c.external_user_id, c.user_id, c.sales_id)
-                )
-            )
-        out.print(table)
-        out.print(f"{len(rows)} customers")
+        async with _store(settings, read_only=True) as store:
+            rows, total = await store.reads.customers_page(shown)
+        _print_rows(listings.CUSTOMERS, rows, fmt)
+        if fmt is reports.OutputFormat.TABLE:
+            out.print(_shown(len(rows), total, "customers"), markup=False)
         return ExitCode.OK
 
     _execute(body)
@@ -203,7 +277,9 @@ def customers_list() -> None:
 CustomerOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--customer", help="Only this customer (customer_id or external_user_id); repeatable."
+        "--customer",
+        metavar="ID",
+        help="Only this customer (customer_id or external_user_id); repeatable.",
     ),
 ]
 
@@ -286,76 +362,58 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str], *, wai
 
 @app.command()
 def status(
-    limit: Annotated[int, typer.Option(help="Show at most this many customers.")] = 50,
-    runs: Annotated[int, typer.Option(help="Show this many recent runs.")] = 5,
+    limit: Annotated[
+        int,
+        typer.Option(metavar="N", min=0, help="Show at most N customers, problems first (0: all)."),
+    ] = TERMINAL_LIMIT,
+    runs: Annotated[int, typer.Option(metavar="N", min=0, help="Show N recent runs.")] = 5,
+    customer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--customer",
+            metavar="ID",
+            help="Everything about this customer (customer_id or external_user_id), the "
+            "whole last error included; repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Per-customer sync state and the last runs."""
+    """Per-customer sync state, problems first (failing, stale, incomplete, never_synced, then
+    ok: the words of `report sync_health`), and the last runs."""
 
     async def body(settings: Settings) -> int:
-        async with _store(settings) as store:
-            customers = await store.reads.customer_status(limit)
+        max_staleness = int(settings.sync_max_staleness)
+        async with _store(settings, read_only=True) as store:
+            if customer:
+                found = await store.customers.keys(customer)
+                missing = unknown_selectors(customer, found)
+                if missing:
+                    raise UsageError(no_such_customer(missing))
+                refs = [c.ref for c in found]
+                detail = await store.reads.customer_status(max_staleness, None, refs)
+                for row in detail:
+                    _print_detail(row)
+                return ExitCode.OK
+            rows = await store.reads.customer_status(max_staleness, limit or None)
+            states = await store.reads.state_counts(max_staleness)
             recent = await store.runs.recent(runs)
             totals = await store.reads.totals()
             never_any_file = await store.reads.never_any_file()
-        table = Table(
-            "customer",
-            "files",
-            "newest file (UTC+8)",
-            "state",
-            "last success",
-            "last error",
-            title="customers",
+        out.print(reports.to_table(listings.STATUS, rows, out.width))
+        customers = sum(states.values())
+        by_state = ", ".join(
+            f"{states[s.value]:,} {s.value}" for s in reports.HealthState if s.value in states
         )
-        for row in customers:
-            in_pass = CustomerCursor(pass_started_at=row["pass_started_at"]).in_pass
-            state = (
-                "syncing (resumes)"
-                if in_pass
-                else "complete"
-                if row["high_water_id"]
-                else "never synced"
-                if not row["last_success_at"]
-                else "complete (empty)"
-            )
-            table.add_row(
-                customer_label(row["customer_id"], row["external_user_id"]),
-                str(row["files"]),
-                format_china_time(row["newest"]),
-                state,
-                format_china_time(row["last_success_at"]),
-                (row["last_error"] or "")[:60],
-            )
-        out.print(table)
-        run_table = Table(
-            "run",
-            "mode",
-            "status",
-            "started (UTC+8)",
-            "customers ok/failed",
-            "new",
-            "updated",
-            "rejected",
-            "deleted",
-            "requests",
-            title="recent runs",
-        )
-        for r in recent:
-            run_table.add_row(
-                str(r["id"]),
-                r["mode"],
-                r["status"],
-                format_china_time(r["started_at"]),
-                f"{r['customers_ok']}/{r['customers_failed']}",
-                str(r["records_inserted"]),
-                str(r["records_updated"]),
-                str(r["records_rejected"]),
-                str(r["records_deleted"]),
-                str(r["requests"]),
-            )
-        out.print(run_table)
+        shown = f"; {len(rows):,} shown (--limit 0 for all)" if len(rows) < customers else ""
         out.print(
-            f"{totals['customers']} customers, {totals['files']} files mirrored, "
-            f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
+            f"{customers:,} customers" + (f": {by_state}" if by_state else "") + shown,
+            markup=False,
+        )
+        out.print(reports.to_table(listings.RUNS, recent, out.width))
+        out.print(
+            f"{totals['customers']:,} customers, {totals['files']:,} files mirrored, "
+            f"{totals['deleted']:,} marked deleted, {totals['rejected']:,} rejected records "
+            "set aside",
+            markup=False,
         )
         if never_any_file:
             out.print(
@@ -365,6 +423,13 @@ def status(
         return ExitCode.OK
 
     _execute(body)
+
+
+def _print_detail(row: dict[str, Any]) -> None:
+    table = Table("", "", show_header=False, title=f"customer {row['customer']}", box=None)
+    for f in listings.STATUS_DETAIL.fields:
+        table.add_row(f.title, reports.cell_text(f.kind, row[f.name]))
+    out.print(table)
 
 
 # -- report --------------------------------------------------------------------------------
@@ -387,38 +452,28 @@ def report(
             "(for the file reports).",
         ),
     ] = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            help="table, csv, json, or excel (CSV with a UTF-8 byte-order mark, for "
-            "double-clicking in Excel); default: table in a terminal, csv otherwise.",
-            show_default=False,
-        ),
-    ] = None,
+    output_format: FormatOption = None,
+    limit: LimitOption = None,
 ) -> None:
-    """Print a reporting view of the mirror (docs/schema.md describes each)."""
-    try:
+    """Print a reporting view of the mirror (docs/schema.md describes each). A terminal table
+    shows the columns that fit; CSV and JSON carry every column."""
+
+    def parse() -> tuple[reports.Report, Any, reports.OutputFormat]:
         chosen = reports.find_report(name)
         query = reports.report_query(
             chosen, reports.parse_since(since) if since is not None else None
         )
-        fmt = reports.parse_format(output_format, sys.stdout.isatty())
-    except reports.ReportUsageError as exc:
-        err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(ExitCode.USAGE) from None
+        return chosen, query, reports.parse_format(output_format, sys.stdout.isatty())
+
+    chosen, query, fmt = _usage(parse)
+    shown = _limit(limit, fmt)
 
     async def body(settings: Settings) -> int:
-        async with _store(settings) as store:
-            rows = reports.ordered(chosen, await store.reads.report_rows(query))
+        async with _store(settings, read_only=True) as store:
+            rows, total = await store.reads.report_page(chosen, query, shown)
+        _print_rows(chosen, rows, fmt)
         if fmt is reports.OutputFormat.TABLE:
-            out.print(reports.to_table(chosen, rows))
-            out.print(f"{len(rows)} rows")
-        elif fmt is reports.OutputFormat.JSON:
-            _write_stdout(reports.to_json(chosen, rows))
-        else:
-            for_excel = fmt is reports.OutputFormat.EXCEL
-            _write_stdout(reports.to_csv(chosen, rows, for_excel=for_excel))
+            out.print(_shown(len(rows), total, "rows"), markup=False)
         return ExitCode.OK
 
     _execute(body)
@@ -459,12 +514,27 @@ def sim(
     fault: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="KIND=P",
             help="Inject a fault, KIND=PROBABILITY (repeatable); kinds: http500, html502, "
-            "truncated, code1000, burst429, stall, reset."
+            "truncated, code1000, burst429, stall, reset.",
         ),
     ] = None,
 ) -> None:
-    """Serve a simulated Tanmarket API with generated data (for trying things out)."""
+    """Serve a simulated Tanmarket API with generated data (for trying things out).
+
+    \b
+    Besides the API endpoint it answers, on the same address:
+      GET  /_sim/customers.csv     its customers, for `tanma-sync customers import`
+      GET  /_sim/customers.jsonl   the same as JSON Lines
+      GET  /_sim/stats             requests served, by outcome and per customer
+      POST /_sim/reset-stats       zero those counters
+      GET  /_sim/config            latency, page-size cap, rate limit, faults (never the key)
+      POST /_sim/config            change them: a JSON object, e.g. {"latency_ms": 50}
+      POST /_sim/advance           one simulated hour: new, late, changed and deleted files
+                                   (JSON: new_rate, late_rate, delete_rate, update_rate,
+                                   customers)
+      GET  /_sim/expected-mirror   every record a complete mirror holds now
+    """
     from sync.sim import FAULT_KINDS, SimConfig, SimDataset, Simulator
 
     faults: dict[str, Any] = {}
@@ -498,8 +568,11 @@ def sim(
         simulator = Simulator(dataset, config)
         base_url = await simulator.start(host, port)
         out.print(f"simulator listening on {base_url} ({customers} customers)")
+        # The key is never printed, not even the simulator's own: people paste these lines.
         out.print(
-            f"  TANMA_BASE_URL={base_url} TANMA_APP_ID={app_id} TANMA_APP_KEY=<the --app-key>"
+            f"  TANMA_BASE_URL={base_url} TANMA_APP_ID={app_id} "
+            "TANMA_APP_KEY=(the key given to --app-key)",
+            markup=False,
         )
         out.print(f"  customers file: {base_url}/_sim/customers.csv   stats: {base_url}/_sim/stats")
         try:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from sync.api.client import TanmaClient
 from sync.cli.progress import PassProgress
 from sync.config.settings import Settings
-from sync.domain.customers import CustomerKey
-from sync.domain.errors import ConfigError
+from sync.domain.customers import CustomerKey, unknown_selectors
+from sync.domain.errors import UsageError
 from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
 from sync.engine.passes import RunReport, SyncEngine
@@ -94,12 +94,13 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 def _check_selectors(selectors: list[str], found: list[CustomerKey]) -> None:
-    known = {str(c.customer_id) for c in found} | {c.external_user_id for c in found}
-    missing = [s for s in selectors if s not in known]
+    missing = unknown_selectors(selectors, found)
     if missing:
-        raise ConfigError(
-            f"no such customer: {', '.join(missing)} (see `tanma-sync customers list`)"
-        )
+        raise UsageError(no_such_customer(missing))
+
+
+def no_such_customer(missing: list[str]) -> str:
+    return f"no such customer: {', '.join(missing)} (see `tanma-sync customers list`)"
 
 
 def describe_report(report: RunReport) -> str:

@@ -6,11 +6,14 @@ A missing or malformed setting becomes one line that names it (``ConfigError``),
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import (
     BeforeValidator,
     Field,
@@ -27,11 +30,24 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 # Settings whose values must never be echoed back, not even in an error about them.
 SECRET_SETTINGS = frozenset({"tanma_app_key"})
+ENV_FILE = ".env"
+SETTING_PREFIXES = ("TANMA_", "SYNC_")
+# Variables with a settings prefix that are not settings: the test suite's and the benchmark's
+# own switches (README "Development"). Warning about them would only be noise in CI.
+HARNESS_VARIABLES = frozenset(
+    {
+        "TANMA_TEST_PG_URL",
+        "TANMA_REQUIRE_POSTGRES",
+        "TANMA_BENCH_PG_URL",
+        "TANMA_SOAK",
+        "TANMA_RELIABILITY_SEED",
+    }
+)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
     tanma_base_url: str = "https://account.tanmarket.cn/apiServer"
@@ -136,8 +152,10 @@ class Settings(BaseSettings):
             )
             if not value
         ]
+        if len(missing) == 1:
+            raise ConfigError(f"setting {missing[0]} is not set (see .env.example)")
         if missing:
-            raise ConfigError(f"setting {' and '.join(missing)} is not set (see .env.example)")
+            raise ConfigError(f"settings {' and '.join(missing)} are not set (see .env.example)")
 
 
 _OFF = frozenset({"", "off", "none", "never"})
@@ -166,6 +184,43 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{ENV_FILE}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def setting_names() -> frozenset[str]:
+    """Every setting as its environment variable is spelled."""
+    return frozenset(name.upper() for name in Settings.model_fields)
+
+
+def unknown_settings(sources: Mapping[str, Iterable[str]]) -> list[str]:
+    """One warning line per TANMA_/SYNC_ variable that is not a setting, with the closest
+    real name when one is close. ``sources`` maps where the names were found (``the
+    environment``, ``.env``) to the names."""
+    known = setting_names()
+    warnings: list[str] = []
+    for where, names in sources.items():
+        for name in sorted(set(names)):
+            upper = name.upper()
+            if not upper.startswith(SETTING_PREFIXES) or upper in known:
+                continue
+            if upper in HARNESS_VARIABLES:
+                continue
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else " (see .env.example)"
+            warnings.append(f"warning: {name} in {where} is not a tanma-sync setting{hint}")
+    return warnings
+
+
+def misspelled_settings(environ: Mapping[str, str], env_file: Path = Path(ENV_FILE)) -> list[str]:
+    """``unknown_settings`` over the environment and the ``.env`` the settings read."""
+    sources: dict[str, Iterable[str]] = {"the environment": environ.keys()}
+    if env_file.is_file():
+        # Called after load_settings, which has already read this file as UTF-8.
+        sources[str(env_file)] = dotenv_values(env_file, encoding="utf-8").keys()
+    return unknown_settings(sources)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

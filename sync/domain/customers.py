@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -23,3 +24,11 @@ class CustomerKey:
     @property
     def label(self) -> str:
         return customer_label(self.customer_id, self.external_user_id)
+
+
+def unknown_selectors(selectors: Sequence[str], found: Iterable[CustomerKey]) -> list[str]:
+    """The selectors (customer_id or external_user_id, as typed) that name none of ``found``."""
+    known: set[str | None] = set()
+    for customer in found:
+        known |= {str(customer.customer_id), customer.external_user_id}
+    return [s for s in selectors if s not in known]

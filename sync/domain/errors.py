@@ -20,6 +20,10 @@ class ConfigError(FatalError):
     """A setting is missing or malformed."""
 
 
+class UsageError(SyncError):
+    """The command line names something that is not there (an unknown customer): exit 2."""
+
+
 class CredentialsRejected(FatalError):
     """The API answered code 1002: the app id/key pair is wrong (or the request was altered)."""
 

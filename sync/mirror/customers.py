@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync.domain.customer_import import IDENTITY_FIELDS, KnownCustomer, plan_import
 from sync.domain.customers import CustomerKey
 from sync.domain.customers_file import CustomerRow, LineProblem
 from sync.domain.records import is_ascii_digits
@@ -23,55 +23,67 @@ class ImportCounts:
     conflicts: list[LineProblem]
 
 
+# Rows per bulk statement: large enough that statement overhead vanishes, small enough that
+# the parameter lists of a 100,000-line file are never all in memory at once.
+_BULK_ROWS = 5_000
+
+
+def _chunks(items: list[KnownCustomer]) -> Iterator[list[KnownCustomer]]:
+    for start in range(0, len(items), _BULK_ROWS):
+        yield items[start : start + _BULK_ROWS]
+
+
 class CustomerTable:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def import_rows(self, rows: Sequence[CustomerRow]) -> ImportCounts:
-        """Upsert customers, matched by customer_id, else by external_user_id. Idempotent."""
-        added = updated = unchanged = 0
-        conflicts: list[LineProblem] = []
+        """Upsert customers, matched by customer_id, else by external_user_id. Idempotent.
+
+        The known customers are read once and the file is planned against them in memory
+        (sync/domain/customer_import.py); the plan is then written in bulk, in one
+        transaction, so a file imports whole or not at all."""
         async with self._engine.begin() as conn:
-            existing = (await conn.execute(select(Customer.__table__))).mappings().all()
-            by_id = {r["customer_id"]: dict(r) for r in existing if r["customer_id"] is not None}
-            by_ext = {
-                r["external_user_id"]: dict(r)
-                for r in existing
-                if r["external_user_id"] is not None
-            }
+            if conn.dialect.name == "postgresql":
+                # Two imports planning against the same snapshot could both add a customer;
+                # one waits for the other instead. Reads (passes, status) are not blocked.
+                await conn.execute(text("LOCK TABLE customers IN SHARE ROW EXCLUSIVE MODE"))
+            columns = Customer.__table__.c
+            known = [
+                KnownCustomer(r.id, r.customer_id, r.external_user_id, r.user_id, r.sales_id)
+                for r in await conn.execute(
+                    select(
+                        columns.id,
+                        columns.customer_id,
+                        columns.external_user_id,
+                        columns.user_id,
+                        columns.sales_id,
+                    )
+                )
+            ]
+            plan = plan_import(known, rows)
             now = utc_now()
-            for row in rows:
-                match = by_id.get(row.customer_id) if row.customer_id is not None else None
-                if match is None and row.external_user_id is not None:
-                    match = by_ext.get(row.external_user_id)
-                clash = _identity_clash(row, match, by_ext)
-                if clash:
-                    conflicts.append(LineProblem(row.line, clash))
-                    continue
-                given = {k: v for k, v in _customer_fields(row).items() if v is not None}
-                if match is None:
-                    values = {**_customer_fields(row), "created_at": now, "updated_at": now}
-                    result = await conn.execute(
-                        insert(Customer).values(values).returning(Customer.id)
-                    )
-                    record = {**values, "id": result.scalar_one()}
-                    added += 1
-                elif any(match[k] != v for k, v in given.items()):
-                    await conn.execute(
-                        update(Customer)
-                        .where(Customer.id == match["id"])
-                        .values(**given, updated_at=now)
-                    )
-                    record = {**match, **given}
-                    updated += 1
-                else:
-                    unchanged += 1
-                    continue
-                if record["customer_id"] is not None:
-                    by_id[record["customer_id"]] = record
-                if record["external_user_id"] is not None:
-                    by_ext[record["external_user_id"]] = record
-        return ImportCounts(added, updated, unchanged, conflicts)
+            for chunk in _chunks(plan.inserts):
+                await conn.execute(
+                    insert(Customer),
+                    [{**c.values(), "created_at": now, "updated_at": now} for c in chunk],
+                )
+            for chunk in _chunks(plan.updates):
+                await conn.execute(
+                    update(Customer)
+                    .where(Customer.id == bindparam("ref"))
+                    .values(
+                        {
+                            **{name: bindparam(f"new_{name}") for name in IDENTITY_FIELDS},
+                            "updated_at": now,
+                        }
+                    ),
+                    [
+                        {"ref": c.ref, **{f"new_{k}": v for k, v in c.values().items()}}
+                        for c in chunk
+                    ],
+                )
+        return ImportCounts(plan.added, plan.updated, plan.unchanged, plan.conflicts)
 
     async def keys(self, selectors: Sequence[str] = ()) -> list[CustomerKey]:
         """All customers in id order, or those whose customer_id or external_user_id is named."""
@@ -95,39 +107,3 @@ class CustomerTable:
             CustomerKey(r.id, r.customer_id, r.external_user_id, r.user_id, r.sales_id)
             for r in rows
         ]
-
-
-def _identity_clash(
-    row: CustomerRow, match: dict[str, Any] | None, by_ext: dict[str, dict[str, Any]]
-) -> str:
-    """Why ``row`` cannot be merged into ``match`` ('' when it can): one customer never takes
-    another's WeCom id, and a known id is never silently replaced by a different one."""
-    if match is None:
-        return ""
-    if row.external_user_id is not None:
-        owner = by_ext.get(row.external_user_id)
-        if owner is not None and owner["id"] != match["id"]:
-            return (
-                f"external_user_id {row.external_user_id} belongs to customer_id "
-                f"{owner['customer_id']}, not {row.customer_id}"
-            )
-        if match["external_user_id"] not in (None, row.external_user_id):
-            return (
-                f"customer_id {match['customer_id']} already has external_user_id "
-                f"{match['external_user_id']}, not {row.external_user_id}"
-            )
-    if row.customer_id is not None and match["customer_id"] not in (None, row.customer_id):
-        return (
-            f"external_user_id {match['external_user_id']} belongs to customer_id "
-            f"{match['customer_id']}, not {row.customer_id}"
-        )
-    return ""
-
-
-def _customer_fields(row: CustomerRow) -> dict[str, Any]:
-    return {
-        "customer_id": row.customer_id,
-        "external_user_id": row.external_user_id,
-        "user_id": row.user_id,
-        "sales_id": row.sales_id,
-    }

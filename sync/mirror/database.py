@@ -20,6 +20,7 @@ import sync
 from sync.domain.errors import ConfigError, FatalError
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+_BACKEND_ALIASES = {"postgres": "postgresql"}
 # Any constant works; it only has to be the same for every tanma-sync process.
 _MIGRATION_LOCK_KEY = 0x7A4D_5359
 
@@ -30,21 +31,28 @@ def async_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"setting SYNC_DATABASE_URL: {url!r} is not a database URL") from None
-    backend = "postgresql" if parsed.get_backend_name() in ("postgres", "postgresql") else None
-    backend = backend or parsed.get_backend_name()
+    # Read from the URL's own text: asking SQLAlchemy for the driver loads the dialect, and
+    # there is no dialect called "postgres" (the short form Heroku and libpq users write).
+    name, _, driver = parsed.drivername.partition("+")
+    backend = _BACKEND_ALIASES.get(name, name)
     if backend not in _ASYNC_DRIVERS:
         raise ConfigError(
-            f"setting SYNC_DATABASE_URL: {backend!r} is not supported "
+            f"setting SYNC_DATABASE_URL: {name!r} is not supported "
             "(use sqlite:///path.db or postgresql://user@host/db)"
         )
-    driver = parsed.get_driver_name()
     wanted = _ASYNC_DRIVERS[backend]
-    if "+" in parsed.drivername and driver != wanted:
+    if driver and driver != wanted:
         raise ConfigError(
             f"setting SYNC_DATABASE_URL: driver {driver!r} is not async; "
             f"write {backend}:// (tanma-sync uses {wanted})"
         )
     parsed = parsed.set(drivername=f"{backend}+{wanted}")
+    if backend == "sqlite" and (parsed.database or "").strip() in ("", ":memory:"):
+        # An in-memory database would be gone when the command ends.
+        raise ConfigError(
+            "setting SYNC_DATABASE_URL: the SQLite URL names no file "
+            "(write sqlite:///tanma_mirror.db, or sqlite:////absolute/path.db)"
+        )
     if backend == "postgresql" and "sslmode" in parsed.query:
         # libpq spells it sslmode; asyncpg takes the same values as ssl.
         query = dict(parsed.query)
@@ -53,18 +61,50 @@ def async_url(url: str) -> URL:
     return parsed
 
 
-def create_engine(url: str, *, sqlite_busy_timeout: float = 30.0) -> AsyncEngine:
+def sqlite_path(url: URL) -> Path | None:
+    """The file an async SQLite URL names (None for PostgreSQL)."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).expanduser()
+
+
+def create_engine(
+    url: str, *, sqlite_busy_timeout: float = 30.0, must_exist: bool = False
+) -> AsyncEngine:
     """An engine for ``url``; ``sqlite_busy_timeout`` is how long a SQLite write waits for
-    another process's lock before failing with "database is locked"."""
+    another process's lock before failing with "database is locked". With ``must_exist`` (the
+    read-only commands) a SQLite file that is not there yet is an error, and nothing is
+    created; otherwise its directory is made."""
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
+        path = sqlite_path(target)
+        if path is not None:
+            _check_sqlite_path(path, must_exist=must_exist)
         return _sqlite_engine(target, round(sqlite_busy_timeout * 1000))
     return create_async_engine(target, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def _check_sqlite_path(path: Path, *, must_exist: bool) -> None:
+    if path.is_dir():
+        raise ConfigError(f"setting SYNC_DATABASE_URL: {path} is a directory, not a SQLite file")
+    if must_exist:
+        if not path.is_file():
+            raise FatalError(
+                f"there is no mirror at {path.resolve()} yet (check SYNC_DATABASE_URL, or create "
+                "it with "
+                "`tanma-sync customers import PATH`)"
+            )
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"setting SYNC_DATABASE_URL: cannot create the directory {path.parent} "
+            f"for the SQLite file ({exc.strerror})"
+        ) from None
+
+
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     # One connection: SQLite has a single writer anyway, and queueing in the pool is cheaper and
     # clearer than lock retries between our own connections.
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=600)

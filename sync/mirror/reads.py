@@ -3,11 +3,20 @@ so a read-only database role can run every command built on it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync.domain.customers import customer_label
+from sync.mirror import reports
+from sync.mirror.listings import (
+    customer_count_query,
+    customers_query,
+    state_counts_query,
+    status_query,
+)
 from sync.mirror.models import Customer, CustomerFile, CustomerSyncState, RejectedRecordRow
 
 
@@ -15,41 +24,48 @@ class MirrorReads:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def customer_status(self, limit: int | None = None) -> list[dict[str, Any]]:
-        files = (
-            select(
-                CustomerFile.source_customer_id.label("ref"),
-                func.count().label("files"),
-                func.max(CustomerFile.create_time).label("newest"),
-            )
-            .where(CustomerFile.deleted_at.is_(None))
-            .group_by(CustomerFile.source_customer_id)
-            .subquery()
-        )
-        query: Select[Any] = (
-            select(
-                Customer.customer_id,
-                Customer.external_user_id,
-                func.coalesce(files.c.files, 0).label("files"),
-                files.c.newest,
-                CustomerSyncState.high_water_id,
-                CustomerSyncState.pass_started_at,
-                CustomerSyncState.last_success_at,
-                CustomerSyncState.last_error,
-                CustomerSyncState.consecutive_failures,
-            )
-            .outerjoin(files, files.c.ref == Customer.id)
-            .outerjoin(CustomerSyncState, CustomerSyncState.customer_ref == Customer.id)
-            .order_by(Customer.id)
-            .limit(limit)
-        )
+    async def customers_page(self, limit: int | None) -> tuple[list[dict[str, Any]], int]:
+        """``customers list``: the first ``limit`` customers (all when None) in row order with
+        their live file counts, and how many customers there are."""
         async with self._engine.connect() as conn:
-            return [dict(r) for r in (await conn.execute(query)).mappings()]
+            rows = [dict(r) for r in (await conn.execute(customers_query(limit))).mappings()]
+            total = await conn.scalar(customer_count_query()) or 0
+        return rows, total
+
+    async def customer_status(
+        self, max_staleness_s: int, limit: int | None = None, refs: Sequence[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """``status``: customers worst state first (see listings.status_query)."""
+        query = status_query(max_staleness_s, limit, refs)
+        async with self._engine.connect() as conn:
+            rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+        for row in rows:
+            row["customer"] = customer_label(row["customer_id"], row["external_user_id"])
+        return rows
+
+    async def state_counts(self, max_staleness_s: int) -> dict[str, int]:
+        """Customers per state word (states without customers are absent)."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(state_counts_query(max_staleness_s))
+            return {state: count for state, count in result.tuples()}
 
     async def report_rows(self, query: Select[Any]) -> list[dict[str, Any]]:
         """The rows of a reporting view query (built by sync/mirror/reports.py)."""
         async with self._engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+    async def report_page(
+        self, report: reports.Report, query: Select[Any], limit: int | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The report's first ``limit`` rows in its order (all when None), and how many rows
+        it has. The database applies the limit where the order allows (reports.limited_query)."""
+        limited = reports.limited_query(report, query, limit) if limit is not None else None
+        if limited is None:
+            rows = [dict(r) for r in reports.ordered(report, await self.report_rows(query))]
+            return (rows if limit is None else rows[:limit]), len(rows)
+        async with self._engine.connect() as conn:
+            total = await conn.scalar(reports.count_query(query)) or 0
+        return await self.report_rows(limited), total
 
     async def totals(self) -> dict[str, int]:
         async with self._engine.connect() as conn:

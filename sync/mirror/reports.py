@@ -17,9 +17,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import Enum
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, Protocol
 
+from rich.cells import cell_len
 from rich.table import Table
 from sqlalchemy import BigInteger, Date, Select, Text, cast, column, distinct, func, select, table
 from sqlalchemy.sql import ColumnElement, FromClause, TableClause
@@ -63,15 +64,21 @@ _NUMERIC = frozenset({Kind.COUNT, Kind.BYTES, Kind.SECONDS})
 class ReportColumn:
     name: str
     kind: Kind
+    # In a table: a long text that may be cut short (with …) so the table fits the terminal.
+    # Every other column is shown whole; CSV and JSON always carry the whole value.
+    shortened: bool = False
+    # A shorter table heading than the name (CSV and JSON keep the name).
+    heading: str | None = None
 
     @property
     def title(self) -> str:
         """The table heading: instants say their zone, durations drop the unit."""
+        name = self.heading or self.name
         if self.kind is Kind.INSTANT:
-            return f"{self.name} (UTC+8)"
+            return f"{name} (UTC+8)"
         if self.kind is Kind.SECONDS:
-            return self.name.removesuffix("_seconds")
-        return self.name
+            return name.removesuffix("_seconds")
+        return name
 
 
 class Since(Enum):
@@ -80,6 +87,32 @@ class Since(Enum):
     ROWS = "rows"  # rows carry china_date: keep those on or after DATE
     FILES = "files"  # aggregate only the files created on or after DATE
     NOT_APPLICABLE = "not applicable"
+
+
+class Tabular(Protocol):
+    """Anything printed as rows of named columns: a report, ``customers list``, ``status``."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def fields(self) -> tuple[ReportColumn, ...]: ...
+
+    @property
+    def table_fields(self) -> tuple[ReportColumn, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Rows a command prints (``customers list``, ``status``). Its columns are this one list:
+    the query, the table, CSV and JSON all follow it, so a new column is added here once."""
+
+    title: str
+    fields: tuple[ReportColumn, ...]
+
+    @property
+    def table_fields(self) -> tuple[ReportColumn, ...]:
+        return self.fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +125,21 @@ class Report:
     sort_key: Callable[[Row], tuple[Any, ...]]
     # For Since.FILES: the view's aggregation over a (filtered) report_files relation.
     aggregate: Callable[[FromClause], Select[Any]] | None = None
+    # The columns a terminal table shows, when not all of them fit (CSV and JSON have all).
+    table_columns: tuple[str, ...] | None = None
+    # The report's order as SQL, when it needs no text collation (which differs between the
+    # databases): then ``--limit`` is applied by the database instead of after reading all.
+    sql_order: Callable[[FromClause], list[ColumnElement[Any]]] | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.view}: {self.summary}"
+
+    @property
+    def table_fields(self) -> tuple[ReportColumn, ...]:
+        if self.table_columns is None:
+            return self.fields
+        return tuple(f for f in self.fields if f.name in self.table_columns)
 
     def relation(self) -> TableClause:
         """The view as a typed selectable, so values come back as Python types on both
@@ -144,7 +192,22 @@ _FIRST_LAST = (
     ReportColumn("first_file_at", Kind.INSTANT),
     ReportColumn("last_file_at", Kind.INSTANT),
 )
-_SEVERITY = {"failing": 0, "incomplete": 1, "never_synced": 2, "ok": 3}
+
+
+class HealthState(StrEnum):
+    """The words for a customer's sync state, worst first: the ``state`` column of the
+    report_sync_health view (migration 0002; a test checks the view uses exactly these), and
+    ``stale``, which ``status`` adds for an ``ok`` customer whose last success is older than
+    SYNC_MAX_STALENESS (a setting, so no view can know it)."""
+
+    FAILING = "failing"
+    STALE = "stale"
+    INCOMPLETE = "incomplete"
+    NEVER_SYNCED = "never_synced"
+    OK = "ok"
+
+
+SEVERITY = {state.value: rank for rank, state in enumerate(HealthState)}
 
 FILES = Report(
     name="files",
@@ -158,12 +221,12 @@ FILES = Report(
         ReportColumn("create_time", Kind.INSTANT),
         ReportColumn("create_time_china", Kind.TEXT),
         ReportColumn("china_date", Kind.DATE),
-        ReportColumn("file_name", Kind.TEXT),
+        ReportColumn("file_name", Kind.TEXT, shortened=True),
         ReportColumn("file_type", Kind.TEXT),
         ReportColumn("file_size_bytes", Kind.BYTES),
-        ReportColumn("file_url", Kind.TEXT),
+        ReportColumn("file_url", Kind.TEXT, shortened=True),
         ReportColumn("operator_id", Kind.ID),
-        ReportColumn("author_name", Kind.TEXT),
+        ReportColumn("author_name", Kind.TEXT, shortened=True),
         ReportColumn("sales_id", Kind.ID),
     ),
     since=Since.ROWS,
@@ -171,6 +234,17 @@ FILES = Report(
         _last_if_none(-r["create_time"].timestamp() if r["create_time"] else None),
         -r["id"],
     ),
+    table_columns=(
+        "id",
+        "customer_id",
+        "create_time",
+        "file_name",
+        "file_type",
+        "file_size_bytes",
+        "author_name",
+    ),
+    # The same order as sort_key: newest first, files without a time last.
+    sql_order=lambda v: [v.c.create_time.is_(None), v.c.create_time.desc(), v.c.id.desc()],
 )
 
 REPORTS: tuple[Report, ...] = (
@@ -209,7 +283,7 @@ REPORTS: tuple[Report, ...] = (
         summary="live files per operator and author name, most files first",
         fields=(
             ReportColumn("operator_id", Kind.ID),
-            ReportColumn("author_name", Kind.TEXT),
+            ReportColumn("author_name", Kind.TEXT, shortened=True),
             ReportColumn("files", Kind.COUNT),
             ReportColumn("total_bytes", Kind.BYTES),
             ReportColumn("customers", Kind.COUNT),
@@ -266,12 +340,12 @@ REPORTS: tuple[Report, ...] = (
             ReportColumn("last_attempt_at", Kind.INSTANT),
             ReportColumn("last_success_at", Kind.INSTANT),
             ReportColumn("staleness_seconds", Kind.SECONDS),
-            ReportColumn("last_error", Kind.TEXT),
+            ReportColumn("last_error", Kind.TEXT, shortened=True),
             ReportColumn("last_error_at", Kind.INSTANT),
             ReportColumn("consecutive_failures", Kind.COUNT),
         ),
         since=Since.NOT_APPLICABLE,
-        sort_key=lambda r: (_SEVERITY.get(r["state"], len(_SEVERITY)), r["customer_ref"]),
+        sort_key=lambda r: (SEVERITY.get(r["state"], len(SEVERITY)), r["customer_ref"]),
     ),
     FILES,
 )
@@ -346,6 +420,20 @@ def report_query(report: Report, since: date | None = None) -> Select[Any]:
     )
 
 
+def limited_query(report: Report, query: Select[Any], limit: int) -> Select[Any] | None:
+    """``query``'s first ``limit`` rows in the report's order, read by the database; None when
+    the order needs Python (``ordered``) because it compares text."""
+    if report.sql_order is None:
+        return None
+    rows = query.subquery("report_rows")
+    return select(*rows.c).order_by(*report.sql_order(rows)).limit(limit)
+
+
+def count_query(query: Select[Any]) -> Select[Any]:
+    """How many rows ``query`` returns."""
+    return select(func.count()).select_from(query.subquery("counted"))
+
+
 def ordered(report: Report, rows: Sequence[Row]) -> list[Row]:
     """Rows in the report's order, decided here so both databases print the same sequence
     (their text collations differ)."""
@@ -398,7 +486,7 @@ def human_seconds(seconds: int) -> str:
     return f"{secs}s"
 
 
-def to_csv(report: Report, rows: Sequence[Row], *, for_excel: bool = False) -> str:
+def to_csv(report: Tabular, rows: Sequence[Row], *, for_excel: bool = False) -> str:
     """A header line of column names, then one line per row; NULL is an empty field. For
     Excel: a UTF-8 byte-order mark first and CRLF line ends."""
     buffer = io.StringIO()
@@ -413,7 +501,7 @@ def to_csv(report: Report, rows: Sequence[Row], *, for_excel: bool = False) -> s
     return buffer.getvalue()
 
 
-def to_json(report: Report, rows: Sequence[Row]) -> str:
+def to_json(report: Tabular, rows: Sequence[Row]) -> str:
     """A JSON array of objects keyed by column name, one object per line."""
     if not rows:
         return "[]\n"
@@ -426,13 +514,54 @@ def to_json(report: Report, rows: Sequence[Row]) -> str:
     return "[\n" + ",\n".join(lines) + "\n]\n"
 
 
-def to_table(report: Report, rows: Sequence[Row]) -> Table:
-    table = Table(title=f"{report.view}: {report.summary}")
-    for f in report.fields:
-        # Fold rather than cut: a narrow terminal must not hide part of an id.
-        table.add_column(
-            f.title, justify="right" if f.kind in _NUMERIC else "left", overflow="fold"
-        )
-    for row in rows:
-        table.add_row(*(cell_text(f.kind, row[f.name]) for f in report.fields))
+def to_table(report: Tabular, rows: Sequence[Row], width: int | None = None) -> Table:
+    """The rows as a table at most ``width`` cells wide (a terminal's width; None: as wide as
+    the values). Ids, numbers and times are never cut; the long texts marked ``shortened``
+    share what room is left and are cut with … beyond it. When even that does not fit, the
+    last columns are left out and the caption names them. CSV and JSON have every value."""
+    fields = list(report.table_fields)
+    cells = [[cell_text(f.kind, row[f.name]) for f in fields] for row in rows]
+    whole = [
+        max([_longest_word(f.title), *(cell_len(line[i]) for line in cells)])
+        for i, f in enumerate(fields)
+    ]
+    hidden: list[str] = []
+    while (
+        width is not None and len(fields) > _FEWEST_COLUMNS and _least_width(fields, whole) > width
+    ):
+        hidden.insert(0, fields.pop().title)
+        whole.pop()
+    shortened = sum(f.shortened for f in fields)
+    share: int | None = None
+    if width is not None and shortened:
+        fixed = _least_width(fields, whole) - _SHORTEST_TEXT * shortened
+        share = max(_SHORTEST_TEXT, (width - fixed) // shortened)
+    caption = f"left out to fit the terminal: {', '.join(hidden)}" if hidden else None
+    table = Table(title=report.title, caption=caption)
+    for f in fields:
+        if f.shortened:
+            table.add_column(f.title, overflow="ellipsis", no_wrap=True, max_width=share)
+        else:
+            # Fold rather than cut if the terminal is too narrow even for these.
+            table.add_column(
+                f.title, justify="right" if f.kind in _NUMERIC else "left", overflow="fold"
+            )
+    for line in cells:
+        table.add_row(*line[: len(fields)])
     return table
+
+
+def _least_width(fields: Sequence[ReportColumn], whole: Sequence[int]) -> int:
+    """The narrowest a table of these columns can be without cutting what must stay whole:
+    each column costs its padding (one cell either side) and a border, plus the edge."""
+    texts = sum(_SHORTEST_TEXT if f.shortened else w for f, w in zip(fields, whole, strict=True))
+    return texts + 3 * len(fields) + 1
+
+
+_FEWEST_COLUMNS = 2
+_SHORTEST_TEXT = 8
+
+
+def _longest_word(title: str) -> int:
+    """A heading wraps at spaces, so its longest word is the least room it needs."""
+    return max(cell_len(word) for word in title.split())

@@ -29,9 +29,16 @@ class MirrorStore:
 
 
 @asynccontextmanager
-async def open_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[MirrorStore]:
+async def open_store(
+    settings: Settings, *, migrate: bool = True, read_only: bool = False
+) -> AsyncIterator[MirrorStore]:
+    """The store over SYNC_DATABASE_URL, migrated first unless ``migrate`` is off. A
+    ``read_only`` caller (status, report, customers list) finds a missing SQLite file an
+    error instead of creating an empty mirror."""
     engine = create_engine(
-        settings.sync_database_url, sqlite_busy_timeout=settings.sync_sqlite_busy_timeout
+        settings.sync_database_url,
+        sqlite_busy_timeout=settings.sync_sqlite_busy_timeout,
+        must_exist=read_only,
     )
     try:
         if migrate:

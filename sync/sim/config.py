@@ -56,6 +56,11 @@ class SimConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def public_dict(self) -> dict[str, Any]:
+        """``as_dict`` without the app key, for the /_sim/config answers (they end up in logs
+        and terminals as readily as the start-up lines do)."""
+        return {k: v for k, v in self.as_dict().items() if k != "app_key"}
+
 
 _STRINGS = frozenset({"app_id", "app_key"})
 _INTEGERS = frozenset(

@@ -345,7 +345,7 @@ class Simulator:
         return _json_response({"generation": generation})
 
     async def _admin_get_config(self, request: web.Request) -> web.Response:
-        return _json_response(self.config.as_dict())
+        return _json_response(self.config.public_dict())
 
     async def _admin_config(self, request: web.Request) -> web.Response:
         changes = await _json_object(request)
@@ -353,7 +353,7 @@ class Simulator:
             config = self.configure(**changes)
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from exc
-        return _json_response(config.as_dict())
+        return _json_response(config.public_dict())
 
     async def _admin_customers_csv(self, request: web.Request) -> web.Response:
         return web.Response(text=self.dataset.customers_csv(), content_type="text/csv")

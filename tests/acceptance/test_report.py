@@ -6,9 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import os
-import pty
-import subprocess
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -163,32 +160,11 @@ def test_usage_mistakes_are_one_line_and_exit_2(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_terminal_gets_a_table_by_default(cli: Cli) -> None:
-    controller, terminal = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            cli.command("report", "files_per_type"),
-            cwd=cli.cwd,
-            env=cli.env | {"COLUMNS": "160"},
-            stdin=subprocess.DEVNULL,
-            stdout=terminal,
-            stderr=subprocess.PIPE,
-        )
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal closed: the process is done writing
-                break
-            if not chunk:
-                break
-            shown += chunk
-        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
-    finally:
-        os.close(controller)
-    text = shown.decode("utf-8", "replace")
-    assert "report_files_per_type" in text and "0 rows" in text
-    assert "file_type,files" not in text
+    assert cli("db", "upgrade").code == 0
+    shown = cli.in_terminal("report", "files_per_type", columns=160)
+    assert shown.code == 0, shown.err
+    assert "report_files_per_type" in shown.out and "0 rows" in shown.out
+    assert "file_type,files" not in shown.out
 
 
 def test_report_works_on_the_demo_mirror(tmp_path: Path) -> None:

@@ -76,7 +76,7 @@ def test_the_app_key_is_in_no_output_log_error_or_row(
         "backfill with faults": cli("backfill", TANMA_SEND_APP_KEY_HEADER="true"),
         "run": cli("run"),
         "status": cli("status"),
-        "customers list": cli("customers", "list"),
+        "customers list": cli("customers", "list", "--format", "table"),
     }
     assert results["backfill with faults"].code in (0, 3), results["backfill with faults"].both
     assert "retrying" in results["backfill with faults"].err  # faults were met and logged
@@ -102,7 +102,7 @@ def test_the_key_scan_finds_a_planted_key(
     cli.env["SYNC_LOG_LEVEL"] = "debug"
     planted = cli("customers", "add", "--customer-id", "77", "--external-user-id", APP_KEY)
     assert planted.code == 0
-    places = _outputs({"add": planted, "list": cli("customers", "list")})
+    places = _outputs({"add": planted, "list": cli("customers", "list", "--format", "table")})
     places["database"] = dump_database_sync(database_url)
     found = leaks(APP_KEY, places)
     figures.add(case_name, key_scan_planted_found=len(found))

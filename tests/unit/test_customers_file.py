@@ -12,6 +12,7 @@ from sync.domain.customers_file import (
     CustomersFileError,
     LineProblem,
     parse_customers,
+    read_customers,
 )
 
 
@@ -145,11 +146,76 @@ def test_csv_external_user_id_alone_is_enough() -> None:
     assert problems == []
 
 
-def test_unknown_column_is_a_file_error_naming_it() -> None:
+def test_unknown_columns_are_ignored_with_one_note() -> None:
+    parsed = read_customers(b"customer_id,phone,notes\n1,123,x\n2,456,\n")
+    assert parsed.rows == [row(1), row(2)]
+    assert parsed.problems == []
+    assert len(parsed.notes) == 1
+    assert "'phone', 'notes'" in parsed.notes[0] and "columns" in parsed.notes[0]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "customerId,externalUserId,userId,salesId",
+        "CUSTOMER_ID,External_User_Id,user id,Sales-Id",
+        " customerid , externaluserid , userid , salesid ",
+    ],
+)
+def test_the_apis_own_header_spellings_are_read(header: str) -> None:
+    parsed = read_customers(f"{header}\n7,wm7,u7,70\n".encode())
+    assert parsed.rows == [row(7, "u7", "wm7", 70)]
+    assert parsed.notes == []
+
+
+def test_two_spellings_of_one_column_are_a_file_error() -> None:
     with pytest.raises(CustomersFileError) as caught:
-        parse_customers(b"customer_id,phone\n1,123\n")
-    assert "phone" in str(caught.value)
-    assert "line 1" in str(caught.value)
+        read_customers(b"customer_id,customerId\n1,1\n")
+    assert "two columns mean customer_id" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "word"), [(";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")]
+)
+def test_the_delimiter_is_taken_from_the_header(delimiter: str, word: str) -> None:
+    text = delimiter.join(("customer_id", "user_id", "sales_id")) + "\n"
+    text += delimiter.join(("5", '"a,b"', "50")) + "\n"
+    parsed = read_customers(text.encode())
+    assert parsed.rows == [row(5, "a,b", sales_id=50)]
+    assert parsed.notes == [f"fields are separated by {word}"]
+
+
+def test_a_one_column_file_is_comma_separated() -> None:
+    parsed = read_customers(b"customer_id\n5\n6\n")
+    assert parsed.rows == [row(5), row(6)]
+    assert parsed.notes == []
+
+
+def test_gbk_is_read_with_a_note() -> None:
+    data = "customer_id,user_id\n1,张三\n2,李四\n".encode("gbk")
+    parsed = read_customers(data, "customers.csv")
+    assert parsed.rows == [row(1, "张三"), row(2, "李四")]
+    assert len(parsed.notes) == 1 and "GBK/GB18030" in parsed.notes[0]
+    assert "line 2" in parsed.notes[0]
+
+
+def test_gb18030_beyond_gbk_is_read() -> None:
+    data = "customer_id,user_id\n1,𠀀\n".encode("gb18030")
+    assert read_customers(data).rows == [row(1, "𠀀")]
+
+
+def test_utf16_with_a_byte_order_mark_is_read() -> None:
+    data = "customer_id\tuser_id\r\n3\t王\r\n".encode("utf-16")
+    parsed = read_customers(data, "customers.txt")
+    assert parsed.rows == [row(3, "王")]
+
+
+def test_singular_field_count() -> None:
+    _, problems = parse_customers(b"customer_id,user_id\n1\n1,a,b\n")
+    assert [p.reason for p in problems] == [
+        "1 field, the header has 2",
+        "3 fields, the header has 2",
+    ]
 
 
 def test_header_without_an_id_column_is_a_file_error() -> None:
@@ -182,15 +248,15 @@ def test_empty_file_without_a_name_is_a_file_error(data: bytes) -> None:
     [
         (b"\xffcustomer_id\n1\n", 1),
         (b"customer_id\n1\n2\n\xfe\n", 4),
-        (b"customer_id\n1\n\xe7\x8e\n", 3),  # a cut multi-byte character
-        ("customer_id,user_id\n1,张\n2,李".encode("gbk"), 2),
+        # a cut multi-byte character after good ones: damaged UTF-8, not GBK
+        ("customer_id,user_id\n1,张\n".encode() + b"2,\xe7\x8e\n", 3),
     ],
 )
 def test_not_utf8_is_a_file_error_naming_the_line(data: bytes, line: int) -> None:
     with pytest.raises(CustomersFileError) as caught:
         parse_customers(data)
     assert f"line {line}" in str(caught.value)
-    assert "UTF-8" in str(caught.value)
+    assert "UTF-8" in str(caught.value) and "CSV UTF-8" in str(caught.value)
 
 
 def test_customers_file_error_is_a_value_error() -> None:
@@ -253,7 +319,7 @@ def test_jsonl_bad_lines_are_reported_by_number() -> None:
         b'{"user_id": "only"}\n'  # 4 neither id
         b"{not json\n"  # 5 bad JSON
         b"[1, 2]\n"  # 6 not an object
-        b'{"customer_id": 2, "phone": "x"}\n'  # 7 unknown key
+        b'{"customer_id": 2, "customerId": 2}\n'  # 7 two spellings of one key
         b'{"customer_id": 3.5}\n'  # 8 not a whole number
         b'{"customer_id": true}\n'  # 9 boolean
         b'{"customer_id": 4, "user_id": ["x"]}\n'  # 10 user_id not text
@@ -268,10 +334,20 @@ def test_jsonl_bad_lines_are_reported_by_number() -> None:
     assert "external_user_id" in by_line[4]
     assert "JSON" in by_line[5]
     assert "object" in by_line[6]
-    assert "phone" in by_line[7]
+    assert "customer_id" in by_line[7]
     assert "customer_id" in by_line[8]
     assert "customer_id" in by_line[9]
     assert "user_id" in by_line[10]
+
+
+def test_jsonl_unknown_keys_are_ignored_with_one_note() -> None:
+    parsed = read_customers(
+        b'{"customerId": 1, "phone": "x"}\n{"externalUserId": "wm2", "notes": ""}\n', "c.jsonl"
+    )
+    assert parsed.rows == [row(1), row(external_user_id="wm2")]
+    assert parsed.problems == []
+    assert len(parsed.notes) == 1 and "'phone', 'notes'" in parsed.notes[0]
+    assert "keys" in parsed.notes[0]
 
 
 def test_jsonl_null_values_are_absent() -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -326,3 +329,60 @@ def test_a_narrow_terminal_folds_values_instead_of_cutting_them() -> None:
     shown = console.export_text()
     assert "…" not in shown
     assert sum(line.count("X") for line in shown.splitlines()) == 40
+
+
+# --- state words and tables that fit ----------------------------------------------------------
+
+
+def test_the_health_views_state_words_are_health_states() -> None:
+    """status and report sync_health speak the same words: the view's CASE yields exactly the
+    HealthState values other than stale (which status derives from SYNC_MAX_STALENESS)."""
+    migration = next(
+        (Path(__file__).resolve().parents[2] / "migrations" / "versions").glob("*_0002_*.py")
+    ).read_text("utf-8")
+    body = migration[migration.index('"report_sync_health"') :]
+    case = body[body.index("CASE") : body.index("END AS state")]
+    words = set(re.findall(r"THEN '(\w+)'", case)) | set(re.findall(r"ELSE '(\w+)'", case))
+    assert words == {s.value for s in reports.HealthState} - {"stale"}
+
+
+def test_a_table_fits_its_width_cutting_only_long_texts() -> None:
+    rows = [
+        {
+            "id": 581594857674869 + n,
+            "customer_id": 573231464458783,
+            "create_time": datetime(2024, 3, 1, 1, 15, tzinfo=UTC),
+            "file_name": "合同扫描件_" + "很长的名字" * 10 + ".pdf",
+            "file_type": "pdf",
+            "file_size_bytes": 2_306_867,
+            "author_name": "李洋" * 20,
+        }
+        for n in range(3)
+    ]
+    for width in (120, 200):
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(reports.to_table(reports.FILES, rows, width))
+        lines = console.export_text().rstrip("\n").splitlines()
+        assert all(cell_len(line) <= width for line in lines)
+        body = [line for line in lines if line.startswith("│")]
+        assert len(body) == 3, "one line per row"
+        assert all(str(r["id"]) in line for r, line in zip(rows, body, strict=True))
+        assert all("…" in line for line in body)
+
+
+def test_health_states_are_worst_first() -> None:
+    states = reports.HealthState
+    assert list(states) == [
+        states.FAILING,
+        states.STALE,
+        states.INCOMPLETE,
+        states.NEVER_SYNCED,
+        states.OK,
+    ]
+    assert reports.SEVERITY == {
+        "failing": 0,
+        "stale": 1,
+        "incomplete": 2,
+        "never_synced": 3,
+        "ok": 4,
+    }

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sync.config.settings import Settings, load_settings
+from sync.config.settings import (
+    Settings,
+    load_settings,
+    misspelled_settings,
+    setting_names,
+    unknown_settings,
+)
 from sync.domain.errors import ConfigError
 
 
@@ -291,7 +297,7 @@ def test_require_credentials_names_both_missing() -> None:
     text = str(caught.value)
     assert "TANMA_APP_ID" in text
     assert "TANMA_APP_KEY" in text
-    assert text.startswith("setting ")
+    assert text.startswith("settings ") and text.endswith("are not set (see .env.example)")
 
 
 def test_require_credentials_names_the_missing_key() -> None:
@@ -362,3 +368,42 @@ def test_env_example_lists_every_setting_and_loads_as_is(monkeypatch, tmp_path) 
     for name in listed:
         monkeypatch.delenv(name, raising=False)
     assert load_settings().sync_page_size == 100
+
+
+# --- names that are not settings --------------------------------------------------------------
+
+
+def test_unknown_names_get_the_closest_setting() -> None:
+    warnings = unknown_settings(
+        {
+            "the environment": ["SYNC_CONCURENCY", "sync_page_size", "HOME", "TANMA_APP_ID"],
+            ".env": ["SYNC_RATE_LIMT", "TANMA_SOMETHING_ELSE", "TANMA_REQUIRE_POSTGRES"],
+        }
+    )
+    assert warnings == [
+        "warning: SYNC_CONCURENCY in the environment is not a tanma-sync setting; "
+        "did you mean SYNC_CONCURRENCY?",
+        "warning: SYNC_RATE_LIMT in .env is not a tanma-sync setting; did you mean "
+        "SYNC_RATE_LIMIT?",
+        "warning: TANMA_SOMETHING_ELSE in .env is not a tanma-sync setting (see .env.example)",
+    ]
+
+
+def test_misspelled_settings_reads_dotenv(clean_environment: Path) -> None:
+    (clean_environment / ".env").write_text("SYNC_PAGESIZE=5\nSYNC_PAGE_SIZE=6\n", "utf-8")
+    assert misspelled_settings({"SYNC_LOOKBAK": "1m"}) == [
+        "warning: SYNC_LOOKBAK in the environment is not a tanma-sync setting; did you mean "
+        "SYNC_LOOKBACK?",
+        "warning: SYNC_PAGESIZE in .env is not a tanma-sync setting; did you mean SYNC_PAGE_SIZE?",
+    ]
+
+
+def test_every_setting_is_a_known_name() -> None:
+    assert "SYNC_DATABASE_URL" in setting_names() and "TANMA_APP_KEY" in setting_names()
+    assert unknown_settings({"the environment": sorted(setting_names())}) == []
+
+
+def test_a_dotenv_that_is_not_utf8_is_a_config_error(clean_environment: Path) -> None:
+    (clean_environment / ".env").write_bytes(b"TANMA_APP_ID=\xd5\xc5\n")
+    with pytest.raises(ConfigError, match=r"\.env: not UTF-8 text \(byte 13\)"):
+        load_settings()
