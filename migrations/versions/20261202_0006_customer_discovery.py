@@ -264,6 +264,9 @@ def upgrade() -> None:
         sa.Column("walk_started_at", INSTANT, nullable=True),
         sa.Column("lease_owner", sa.String(length=128), nullable=True),
         sa.Column("lease_expires_at", INSTANT, nullable=True),
+        sa.Column("lease_hostname", sa.String(length=255), nullable=True),
+        sa.Column("lease_pid", sa.Integer(), nullable=True),
+        sa.Column("lease_process_space", sa.String(length=64), nullable=True),
         sa.Column("last_finished_at", INSTANT, nullable=True),
         sa.Column("last_full_finished_at", INSTANT, nullable=True),
         sa.ForeignKeyConstraint(

@@ -12,8 +12,10 @@ windows of whole seconds (both ends inclusive, as the API reads them), each smal
   and recorded as a *gap* (bulk imports put thousands of customers in one second);
 - a window whose ``totalCount`` changes between its pages, or whose distinct customers do not add
   up to its ``totalCount`` at the end, was changed while it was paged (offset paging then skips or
-  repeats customers): it is walked again from page 1, at most ``max_rewalks`` times, after which
-  it is recorded as an *unstable* gap;
+  repeats customers): it is walked again, as two halves (fewer pages each, so fewer changes land
+  while each is paged; a window that fits one page is read in one request, a snapshot). A window
+  of one second is walked again whole, at most ``max_rewalks`` times, after which it is
+  recorded as an *unstable* gap;
 - a full walk also asks for the whole list's ``totalCount`` (no filter) before and after the
   windows: fewer customers found than the smaller of the two means some customers lie outside
   every window (no or an odd ``createTime``), and that is a gap too.
@@ -159,14 +161,15 @@ class DiscoveryWalk:
 
     def next_query(self) -> SearchQuery | None:
         """The next request, or None when the walk is over."""
+        # The census needs only the whole list's totalCount: one item per page will do.
         if self.full and self.census_before is None:
-            return SearchQuery(None, 1, self.page_size)
+            return SearchQuery(None, 1, 1)
         if self.current is None and self.pending:
             self._begin(self.pending.pop())
         if self.current is not None:
             return SearchQuery(self.current, self.page_no, self.page_size)
         if self.full and self.census_after is None:
-            return SearchQuery(None, 1, self.page_size)
+            return SearchQuery(None, 1, 1)
         return None
 
     @property
@@ -199,14 +202,6 @@ class DiscoveryWalk:
         if query != self.next_query():
             raise ValueError(f"answer to {query}, but the walk asked for {self.next_query()}")
         total_count = max(0, total_count)
-        if served_page_size is not None and 0 < served_page_size < self.page_size:
-            # The server pages by less than asked: offsets follow its size, so adopt it and
-            # read this window again (the cap keeps pages within it at the new size).
-            self.page_size = served_page_size
-            self.usable_cap = (self.usable_cap // served_page_size) * served_page_size
-            if query.window is not None:
-                self._restart_window()
-            return Step.REWALK
         if query.window is None:
             if self.census_before is None:
                 self.census_before = total_count
@@ -214,6 +209,13 @@ class DiscoveryWalk:
                 self.census_after = total_count
                 self._check_census()
             return Step.CENSUS
+        if served_page_size is not None and 0 < served_page_size < self.page_size:
+            # The server pages by less than asked: offsets follow its size, so adopt it and
+            # read this window again (the cap keeps pages within it at the new size).
+            self.page_size = served_page_size
+            self.usable_cap = (self.usable_cap // served_page_size) * served_page_size
+            self._restart_window()
+            return Step.REWALK
         window = query.window
         if self.page_no == 1:
             self.expected = total_count
@@ -252,6 +254,13 @@ class DiscoveryWalk:
 
     def _rewalk(self, window: Window) -> Step:
         self.rewalks += 1
+        if window.seconds > 1:
+            # Walked again as halves: a smaller window takes fewer pages, so fewer changes
+            # land while it is paged, and one that fits a page is read in a single request.
+            self.pending.extend(reversed(window.split(2)))
+            self.current = None
+            self.attempts = 0
+            return Step.REWALK
         self.attempts += 1
         if self.attempts > self.max_rewalks:
             self.gaps.append(Gap(window, self.expected or 0, len(self.seen), GapReason.UNSTABLE))

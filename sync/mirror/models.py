@@ -248,6 +248,10 @@ class DiscoveryState(Base):
     walk_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The holder's process, so a discovery killed on this host is taken over at once.
+    lease_hostname: Mapped[str | None] = mapped_column(String(255))
+    lease_pid: Mapped[int | None] = mapped_column(Integer)
+    lease_process_space: Mapped[str | None] = mapped_column(String(64))
     last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_full_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
