@@ -194,6 +194,27 @@ def customers_list() -> None:
     _execute(body)
 
 
+@customers_app.command("discover")
+def customers_discover(
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Re-read every customer; mark those no longer listed as gone."),
+    ] = False,
+) -> None:
+    """Find customers through Tanmarket's customer search: those created since the newest one
+    held (minus SYNC_DISCOVERY_LOOKBACK), or with --full all of them."""
+    from sync.cli.discovery import describe_discovery, discover_customers, discovery_exit_code
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings) as store:
+            report = await discover_customers(settings, store, full=full)
+        for line in describe_discovery(report):
+            out.print(line, markup=False)
+        return discovery_exit_code(report)
+
+    _execute(body)
+
+
 # -- sync ----------------------------------------------------------------------------------
 
 CustomerOption = Annotated[
@@ -243,7 +264,10 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str]) -> int
         report = await sync_pass(settings, store, mode, selectors)
     out.print(describe_report(report), markup=False)
     if report.customers == 0:
-        err.print("no customers yet: add them with `tanma-sync customers import PATH`")
+        err.print(
+            "no customers yet: find them with `tanma-sync customers discover` "
+            "(or add them with `tanma-sync customers import PATH`)"
+        )
     for failure in report.failures[:20]:
         err.print(f"  failed: {failure}", markup=False)
     if len(report.failures) > 20:
@@ -487,7 +511,7 @@ def demo(
     ),
     customers: Annotated[int, typer.Option(help="Customers in the demo data set.")] = 300,
 ) -> None:
-    """Start the simulator, import its customers, backfill, then run an incremental pass."""
+    """Start the simulator, discover its customers, backfill, then run an incremental pass."""
     from sync.cli.demo import run_demo
 
     for suffix in ("", "-wal", "-shm"):
