@@ -172,6 +172,10 @@ class Sweeper:
             await self.refresh_stalest()
         return self.last_report
 
+    def credentials_rejected(self, reason: str) -> None:
+        """Another job (a discovery) saw the API reject the credentials: health says so."""
+        self.state.credentials_error = reason
+
     def _pass_failed(self, reason: str) -> None:
         self.last_failure = reason
         self.metrics.passes.labels(RunStatus.FAILED.value).inc()

@@ -281,9 +281,7 @@ async def test_a_moved_follow_up_makes_the_customer_due(
             CustomerSchedule.__table__.insert().from_select(["customer_ref"], select(Customer.id))
         )
         await conn.execute(
-            CustomerSchedule.__table__.update().values(
-                next_due_at=utc_now() + timedelta(days=900)
-            )
+            CustomerSchedule.__table__.update().values(next_due_at=utc_now() + timedelta(days=900))
         )
     followed = dataset.customer(4)
     # Followed up after the file sync (the API's times have whole seconds: a little later).
