@@ -24,8 +24,8 @@ No request asks past the cap: the walk uses a page size that divides the usable 
 (``usable_cap``), and pages only within it.
 
 The walk's state is plain JSON (``to_json`` / ``from_json``) so that it can be committed with
-each page of customers; a walk restored from it starts its current window again from page 1
-(a window holds at most the cap, so that costs at most ``usable_cap / page_size`` requests).
+each page of customers: the windows left, and within the current one the next page and the
+customers seen so far (at most the cap), so a restored walk goes on with the next page.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class DiscoveryWalk:
     rewalks: int = 0
     found_total: int = 0  # the totalCounts of the windows walked to their end
     gaps: list[Gap] = field(default_factory=list)
-    # Progress within the current window; not persisted (a restored walk starts it again).
+    # Progress within the current window.
     page_no: int = 1
     expected: int | None = None
     last_page: int = 1
@@ -280,16 +280,24 @@ class DiscoveryWalk:
     # -- persistence -----------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        windows = list(self.pending)
+        current = None
         if self.current is not None:
-            windows.append(self.current)  # walked again from page 1 after a restore
+            current = {
+                "window": _window_json(self.current),
+                "page_no": self.page_no,
+                "expected": self.expected,
+                "last_page": self.last_page,
+                "crowded": self.crowded,
+                "seen": sorted(self.seen),
+            }
         return {
             "full": self.full,
             "root": _window_json(self.root),
             "page_size": self.page_size,
             "usable_cap": self.usable_cap,
             "max_rewalks": self.max_rewalks,
-            "pending": [_window_json(w) for w in windows],
+            "pending": [_window_json(w) for w in self.pending],
+            "current": current,
             "attempts": self.attempts,
             "census_before": self.census_before,
             "census_after": self.census_after,
@@ -311,7 +319,7 @@ class DiscoveryWalk:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DiscoveryWalk:
         """A walk from ``to_json``; ValueError (or KeyError/TypeError) when it is not one."""
-        return cls(
+        walk = cls(
             full=bool(data["full"]),
             root=_window(data["root"]),
             page_size=int(data["page_size"]),
@@ -335,6 +343,15 @@ class DiscoveryWalk:
                 for g in data["gaps"]
             ],
         )
+        current = data["current"]
+        if current is not None:
+            walk.current = _window(current["window"])
+            walk.page_no = int(current["page_no"])
+            walk.expected = None if current["expected"] is None else int(current["expected"])
+            walk.last_page = int(current["last_page"])
+            walk.crowded = bool(current["crowded"])
+            walk.seen = {str(identity) for identity in current["seen"]}
+        return walk
 
 
 def _window_json(window: Window) -> list[int]:
