@@ -179,13 +179,21 @@ def customers_list() -> None:
     async def body(settings: Settings) -> int:
         async with _store(settings) as store:
             rows = await store.customers.keys()
+            found = await store.discovery.discovered_fields()
         table = Table("customer_id", "external_user_id", "user_id", "sales_id")
+        for heading in ("nickname", "owner", "created (UTC+8)", "gone (UTC+8)"):
+            table.add_column(heading)
         for c in rows:
+            seen = found.get(c.ref, {})
             table.add_row(
                 *(
                     str(v) if v is not None else ""
                     for v in (c.customer_id, c.external_user_id, c.user_id, c.sales_id)
-                )
+                ),
+                seen.get("nickname") or "",
+                seen.get("owner_name") or "",
+                format_china_time(seen.get("tanma_create_time")),
+                format_china_time(seen.get("gone_at")),
             )
         out.print(table)
         out.print(f"{len(rows)} customers")
@@ -292,6 +300,7 @@ def status(
             totals = await store.reads.totals()
         table = Table(
             "customer",
+            "nickname",
             "files",
             "newest file (UTC+8)",
             "state",
@@ -310,8 +319,11 @@ def status(
                 if not row["last_success_at"]
                 else "complete (empty)"
             )
+            if row["gone_at"] is not None:
+                state += ", gone upstream"
             table.add_row(
                 customer_label(row["customer_id"], row["external_user_id"]),
+                row["nickname"] or "",
                 str(row["files"]),
                 format_china_time(row["newest"]),
                 state,

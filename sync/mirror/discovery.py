@@ -347,6 +347,15 @@ class DiscoveryStore:
                 .on_conflict_do_nothing(index_elements=["run_id"])
             )
 
+    async def discovered_fields(self) -> dict[int, dict[str, Any]]:
+        """What discovery knows of each customer it found, by row id (for listings)."""
+        c = _CUSTOMERS.c
+        query = select(c.id, c.nickname, c.owner_name, c.tanma_create_time, c.gone_at).where(
+            c.first_seen_at.is_not(None)
+        )
+        async with self._engine.connect() as conn:
+            return {row.id: dict(row) for row in (await conn.execute(query)).mappings()}
+
     async def gaps(self, run_id: int) -> list[dict[str, Any]]:
         table = DiscoveryGap.__table__
         query = select(table).where(table.c.run_id == run_id).order_by(table.c.id)

@@ -30,6 +30,8 @@ class MirrorReads:
             select(
                 Customer.customer_id,
                 Customer.external_user_id,
+                Customer.nickname,
+                Customer.gone_at,
                 func.coalesce(files.c.files, 0).label("files"),
                 files.c.newest,
                 CustomerSyncState.high_water_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -139,7 +140,7 @@ async def test_daemons_sharing_postgresql_discover_one_at_a_time(
         finally:
             for engine in engines:
                 await engine.dispose()
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert earlier.finished_at is not None
         assert earlier.finished_at <= later.started_at, "two discoveries overlapped"
 
