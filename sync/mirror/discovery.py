@@ -203,10 +203,6 @@ class DiscoveryStore:
         if result.rowcount != 1:
             raise LeaseLost("the discovery lease was lost (expired or taken over)")
 
-    async def renew(self, worker: str, ttl: float) -> None:
-        async with self._engine.begin() as conn:
-            await self._fence(conn, worker, ttl, {})
-
     # -- the walk --------------------------------------------------------------------------
 
     async def walk_in_progress(self) -> WalkInProgress | None:

@@ -48,10 +48,16 @@ class CustomerDirectory:
     # -- contents --------------------------------------------------------------------------
 
     def _sync_with_dataset(self) -> None:
+        if self._known >= self.dataset.customer_count:
+            return
+        fresh = []
         while self._known < self.dataset.customer_count:
             customer = self.dataset.customer(self._known)
             self._known += 1
-            self._place(_Entry(_create_second(customer.customer_id), customer.customer_id))
+            fresh.append((-_create_second(customer.customer_id), -customer.customer_id))
+        # One sort for many (a data set's first look), not an insertion each.
+        self._keys.extend(fresh)
+        self._keys.sort()
 
     def _place(self, entry: _Entry) -> None:
         bisect.insort(self._keys, (-entry.second, -entry.order))
