@@ -23,12 +23,14 @@ from alembic import command
 from sqlalchemy import inspect, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sync.api.client import TanmaClient
 from sync.cli.passes import sync_pass
 from sync.domain.chinatime import CHINA_TZ
 from sync.domain.customers import CustomerKey
 from sync.domain.customers_file import CustomerRow, parse_customers
 from sync.domain.pager import CustomerCursor, PassMode, begin_pass
 from sync.domain.records import FileRecord, parse_record
+from sync.engine.discovery import DiscoveryEngine
 from sync.mirror import database as db
 from sync.mirror import reports
 from sync.mirror.models import CustomerSyncState
@@ -108,6 +110,15 @@ async def _sync_twins(urls: dict[str, str]) -> Twins:
             customers=[i for i in everyone if i != emptied],
         )
         await each(PassMode.FULL)
+        # Discovery fills in names; one customer leaves the search, so a full discovery marks
+        # it gone (its files stay).
+        for gone in (None, dataset.customer(3).customer_id):
+            if gone is not None:
+                simulator.directory.remove(gone)
+            for backend, store in stores.items():
+                settings = make_settings(base_url, urls[backend])
+                async with TanmaClient(settings) as client:
+                    await DiscoveryEngine(settings, store, client).discover(full=True)
 
         def index(customer: CustomerKey) -> int:
             found = dataset.customer_by_id(customer.customer_id)
