@@ -38,6 +38,7 @@ def test_a_full_item_fills_every_column() -> None:
     assert parsed.tanma_create_time == datetime(2024, 1, 2, 0, 0, tzinfo=UTC)
     assert parsed.last_follow_time == datetime(2024, 1, 2, 0, 0, tzinfo=UTC)
     assert parsed.is_friend is True and parsed.delete_status == 2
+    assert (parsed.nickname, parsed.remark) == ("🌸王伟✨", "老客户")
     assert parsed.raw is item
 
 
