@@ -344,6 +344,7 @@ async def serve(settings: Settings, *, migrate: bool, burst: bool = False) -> in
     """Open everything the daemon needs, run it, close it all; returns the exit status."""
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
+    discovery_cadences(settings)
     with single_daemon_lock(settings.sync_database_url):
         async with open_store(settings, migrate=migrate) as store, TanmaClient(settings) as client:
             fleet = FleetStore(store.engine)

@@ -273,11 +273,15 @@ class DiscoveryEngine:
     async def _root_window(self, full: bool) -> Window:
         s = self._settings
         since = s.discovery_since
-        end = utc_now() + _FUTURE_SLACK
+        now = utc_now()
+        end = now + _FUTURE_SLACK
         start = since
         if not full:
             newest = await self._store.discovery.newest_create_time()
             if newest is not None:
+                # A create time in the future (bad upstream data) must not push the window
+                # past the customers created from now on.
+                newest = min(newest, now)
                 start = max(since, newest - timedelta(seconds=s.sync_discovery_lookback))
         return Window(_seconds(start), max(_seconds(start), _seconds(end)))
 
