@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -235,7 +236,7 @@ def _expressions() -> dict[str, str]:
     return expressions
 
 
-def _instant_columns(*names: str) -> list[sa.Column[object]]:
+def _instant_columns(*names: str) -> list[sa.Column[Any]]:
     return [sa.Column(name, INSTANT, nullable=True) for name in names]
 
 
@@ -243,7 +244,7 @@ def upgrade() -> None:
     expressions = _expressions()
     for name in reversed(_OLD_VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {name}")
-    for column in (
+    columns: list[sa.Column[Any]] = [
         sa.Column("nickname", sa.Text(), nullable=True),
         sa.Column("remark", sa.Text(), nullable=True),
         sa.Column("owner_name", sa.Text(), nullable=True),
@@ -253,7 +254,8 @@ def upgrade() -> None:
         sa.Column("delete_status", sa.Integer(), nullable=True),
         sa.Column("raw", DOCUMENT, nullable=True),
         *_instant_columns("first_seen_at", "last_seen_at", "gone_at"),
-    ):
+    ]
+    for column in columns:
         op.add_column("customers", column)
     op.create_index(op.f("ix_customers_tanma_create_time"), "customers", ["tanma_create_time"])
     op.create_table(
