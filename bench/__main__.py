@@ -17,7 +17,7 @@ from bench.databases import postgres_problem, postgres_version
 from bench.report import console_table, markdown, write_benchmarks
 from bench.sections import FULL, QUICK, Row
 
-SECTIONS = ("ceiling", "throughput", "budget", "memory", "dlt", "import")
+SECTIONS = ("ceiling", "throughput", "budget", "memory", "discovery", "dlt", "import")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -96,6 +96,9 @@ def main(argv: list[str]) -> int:
         rows += sections.budget_and_incremental(sizes, log, args.budget_backend)
     if "memory" in chosen:
         rows += sections.memory(sizes, log)
+    if "discovery" in chosen:
+        for backend in backends:
+            rows += sections.discovery(sizes, backend, log)
     if "dlt" in chosen:
         missing = sections.dlt_available()
         if missing:

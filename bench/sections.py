@@ -39,6 +39,8 @@ class Sizes:
     # The run at the API's latency (sizes.latency_ms), on SQLite: dlt asks one page at a time,
     # so it is sized smaller to keep its time in bounds.
     dlt_latency_customers: int
+    # Customers the discovery benchmark finds (a first discovery, then one with nothing new).
+    discovery_customers: int
 
 
 # The brief's sizes: 300,000 records over 3,000 customers, a budget run of over 10,000
@@ -58,6 +60,7 @@ FULL = Sizes(
     dlt_customers=500,
     import_customers=100_000,
     dlt_latency_customers=150,
+    discovery_customers=100_000,
 )
 QUICK = Sizes(
     reps=1,
@@ -74,6 +77,7 @@ QUICK = Sizes(
     dlt_customers=30,
     import_customers=2_000,
     dlt_latency_customers=10,
+    discovery_customers=2_000,
 )
 
 
@@ -323,6 +327,36 @@ def memory(sizes: Sizes, log: Log) -> list[Row]:
                 "≤ 200 MB" if big else "", backfill.peak_rss_mb <= 200 if big else None),
         ]  # fmt: skip
     return rows
+
+
+def discovery(sizes: Sizes, backend: str, log: Log) -> list[Row]:
+    """`customers discover` of every customer (the default cap of 10,000, so the createTime
+    range is split), then again with nothing new; requests, seconds and peak RSS."""
+    customers = sizes.discovery_customers
+    with (
+        SimProcess(customers=customers, mean_files=0) as sim,
+        fresh_database(backend) as url,
+    ):
+        env = tool.tool_env(sim.base_url, url, concurrency=sizes.concurrency, rate_limit=UNLIMITED)
+        first = tool.discover(env)
+        sim.reset_stats()
+        quiet = tool.discover(env)
+        past_cap = int(sim.stats().get("search_past_cap", 0))
+    log(
+        f"discovery of {customers:,} customers ({backend}): {first.requests} requests, "
+        f"{first.seconds:.1f}s, {first.peak_rss_mb:.0f} MB; nothing new: {quiet.requests} "
+        f"requests; {past_cap} past the cap"
+    )
+    label = f"{customers:,} customers, {backend}"
+    return [
+        Row("5. discovery", f"requests, first discovery of {label}", first.requests, "requests",
+            f"{first.windows_split} windows split, floor {customers / PAGE_SIZE:,.0f}"),
+        Row("5. discovery", f"wall time, first discovery of {label}", first.seconds, "s",
+            f"{customers / first.seconds:,.0f} customers/s"),
+        Row("5. discovery", f"peak RSS, first discovery of {label}", first.peak_rss_mb, "MB"),
+        Row("5. discovery", f"requests, discovery with nothing new ({backend})", quiet.requests,
+            "requests", "", "≤ 2", quiet.requests <= 2),
+    ]  # fmt: skip
 
 
 def dlt_available() -> str | None:

@@ -19,6 +19,11 @@ _REPORT = re.compile(
     r"records: (\d+) new, (\d+) updated, (\d+) unchanged.*?(\d+) requests \((\d+) retries\) "
     r"in ([\d.]+)s"
 )
+# describe_discovery: "... {requests} requests ({retries} retries), {windows} windows ({split}
+# split, ... in {seconds}s"
+_DISCOVERY = re.compile(
+    r"(\d+) requests \(\d+ retries\), \d+ windows \((\d+) split.*? in ([\d.]+)s"
+)
 _CLI = [sys.executable, "-c", "from sync.cli.entry import main; main()"]
 
 
@@ -155,3 +160,21 @@ def sync_pass(command: str, env: dict[str, str]) -> PassResult:
         wall_s=run.wall_s,
         peak_rss_mb=run.peak_rss_mb,
     )
+
+
+@dataclass(frozen=True)
+class DiscoveryResult:
+    requests: int
+    windows_split: int
+    seconds: float
+    peak_rss_mb: float
+
+
+def discover(env: dict[str, str]) -> DiscoveryResult:
+    """``customers discover``; the figures its summary printed."""
+    run = run_cli(["customers", "discover"], env).check()
+    match = _DISCOVERY.search(run.stdout)
+    if match is None:
+        raise RuntimeError(f"no summary in the output of `customers discover`: {run.stdout!r}")
+    requests, split, seconds = match.groups()
+    return DiscoveryResult(int(requests), int(split), float(seconds), run.peak_rss_mb)

@@ -115,6 +115,9 @@ def cli_for(cwd: Path, database_url: str) -> Cli:
         "SYNC_RATE_LIMIT": "2000",
         "SYNC_BACKOFF_BASE": "0.01",
         "SYNC_BACKOFF_MAX": "0.05",
+        # Daemon tests name their customers; the discovery tests switch discovery on.
+        "SYNC_DISCOVERY_SCHEDULE": "off",
+        "SYNC_DISCOVERY_FULL_SCHEDULE": "off",
     }
     return Cli(cwd=cwd, env=env)
 

@@ -32,6 +32,9 @@ def make_settings(base_url: str, database_url: str, **overrides: Any) -> Setting
         "tanma_request_timeout": 5,
         "sync_log_format": "json",
         "sync_log_level": "warning",
+        # Daemon tests name their customers; the discovery tests switch discovery on.
+        "sync_discovery_schedule": "off",
+        "sync_discovery_full_schedule": "off",
     }
     values.update(overrides)
     return load_settings(_env_file=None, **values)

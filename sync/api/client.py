@@ -13,8 +13,8 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
@@ -28,12 +28,14 @@ from tenacity import (
 from yarl import URL
 
 from sync.api.pacing import RequestPacer
-from sync.api.responses import FilePage, classify_response
+from sync.api.responses import FilePage, SearchPage, classify_response, classify_search_response
 from sync.api.signing import encode_body, signed_headers
 from sync.config.settings import Settings
 from sync.domain import breaker as kinds
 from sync.domain.breaker import CircuitBreaker
+from sync.domain.chinatime import format_china_time
 from sync.domain.customers import CustomerKey
+from sync.domain.discovery import SearchQuery
 from sync.domain.errors import (
     ApiUnreachable,
     ClockSkew,
@@ -45,10 +47,13 @@ from sync.domain.errors import (
 from sync.domain.records import is_ascii_digits
 
 LIST_FILES_PATH = "/api/v3/customer/list-file-of-customer"
+SEARCH_PATH = "/api/v3/customer/search"
 # A Retry-After longer than this is capped: a worker should not sleep for hours on one customer.
 MAX_RETRY_AFTER_S = 300.0
 
 log = structlog.get_logger("tanma_sync.client")
+
+_Answer = TypeVar("_Answer", FilePage, SearchPage)
 
 
 class TanmaClient:
@@ -60,6 +65,7 @@ class TanmaClient:
         self._app_id = settings.tanma_app_id
         self._app_key = settings.tanma_app_key.get_secret_value()
         self._url = settings.tanma_base_url + LIST_FILES_PATH
+        self._search_url = settings.tanma_base_url + SEARCH_PATH
         self._pacer = RequestPacer(settings.sync_rate_limit)
         self._backoff = wait_random_exponential(
             multiplier=settings.sync_backoff_base, max=settings.sync_backoff_max
@@ -145,30 +151,60 @@ class TanmaClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._post_once(payload, customer.ref)
+                return await self._post_once(self._url, payload, classify_response, customer.ref)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _post_once(self, payload: dict[str, Any], customer_ref: int) -> FilePage:
+    async def search_customers(self, query: SearchQuery) -> SearchPage:
+        """One page of the customer search, retried on transient failures."""
+        payload = search_payload(query)
+        retrying = AsyncRetrying(
+            stop=_AttemptBudget(self._settings.sync_max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            before_sleep=self._before_retry_label("discovery"),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._post_once(
+                    self._search_url, payload, classify_search_response, None
+                )
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _post_once(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        classify: Callable[..., _Answer],
+        customer_ref: int | None,
+    ) -> _Answer:
         if not self._clock_known.is_set():
             # If our clock is off, every request sent before the first 1003 comes back (and
             # corrects it) is refused too: one per worker. So the first ones go one at a time.
             async with self._first_requests:
                 if not self._clock_known.is_set():
-                    return await self._watched_attempt(payload, customer_ref)
-        return await self._watched_attempt(payload, customer_ref)
+                    return await self._watched_attempt(url, payload, classify, customer_ref)
+        return await self._watched_attempt(url, payload, classify, customer_ref)
 
-    async def _watched_attempt(self, payload: dict[str, Any], customer_ref: int) -> FilePage:
-        """One paced attempt, with the pass's breaker consulted first and told how it went."""
-        breaker = self.breaker
+    async def _watched_attempt(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        classify: Callable[..., _Answer],
+        customer_ref: int | None,
+    ) -> _Answer:
+        """One paced attempt. A file-list attempt (one with a customer) consults the pass's
+        breaker first and tells it how it went; the breaker watches file passes only."""
+        breaker = self.breaker if customer_ref is not None else None
         self._refuse_if_open(breaker)
         if await self._pacer.acquire():
             self.rate_limit_waits += 1
         # The pacer may have kept this attempt waiting while the breaker tripped.
         self._refuse_if_open(breaker)
         try:
-            page = await self._attempt(payload)
+            page = await self._attempt(url, payload, classify)
         except TransientError as exc:
-            if breaker is not None:
+            if breaker is not None and customer_ref is not None:
                 self._tell_breaker(breaker, exc, customer_ref)
             raise
         except CustomerError:
@@ -195,7 +231,9 @@ class TanmaClient:
         if breaker is not None and breaker.tripped is not None:
             raise ApiUnreachable(str(breaker.tripped))
 
-    async def _attempt(self, payload: dict[str, Any]) -> FilePage:
+    async def _attempt(
+        self, url: str, payload: dict[str, Any], classify: Callable[..., _Answer]
+    ) -> _Answer:
         assert self._session is not None, "use TanmaClient as an async context manager"
         # Serialised once; these exact bytes are signed and sent.
         body = encode_body(payload)
@@ -209,7 +247,7 @@ class TanmaClient:
         self.requests += 1
         try:
             async with self._session.post(
-                self._url,
+                url,
                 data=body,
                 headers=headers,
                 proxy=self._proxy,
@@ -238,9 +276,7 @@ class TanmaClient:
             kind, detail = connection_failure(exc)
             raise _outage(kind, f"{kind} ({detail})") from None
         try:
-            page = classify_response(
-                status, content, retry_after=retry_after, server_time_ms=server_ms
-            )
+            page = classify(status, content, retry_after=retry_after, server_time_ms=server_ms)
         except ClockSkew as exc:
             self.outcomes["clock_skew"] += 1
             if exc.server_time_ms is not None:
@@ -286,13 +322,16 @@ class TanmaClient:
         return max(backoff, retry_after or 0.0)
 
     def _before_retry(self, customer: CustomerKey) -> Callable[[RetryCallState], None]:
+        return self._before_retry_label(customer.label)
+
+    def _before_retry_label(self, label: str) -> Callable[[RetryCallState], None]:
         def hook(state: RetryCallState) -> None:
             self.retries += 1
             error = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             log.info(
                 "retrying",
-                customer=customer.label,
+                customer=label,
                 attempt=state.attempt_number,
                 reason=str(error),
                 wait_s=round(wait, 3),
@@ -371,6 +410,17 @@ def request_payload(customer: CustomerKey, last_id: int | None, page_size: int) 
     payload["pageSize"] = page_size
     if last_id is not None:
         payload["lastId"] = last_id
+    return payload
+
+
+def search_payload(query: SearchQuery) -> dict[str, Any]:
+    """The search body: the page, and the createTime window in China time (inclusive ends)."""
+    payload: dict[str, Any] = {"pageNo": query.page_no, "pageSize": query.page_size}
+    if query.window is not None:
+        payload["createTime"] = {
+            "start": format_china_time(datetime.fromtimestamp(query.window.start, UTC)),
+            "end": format_china_time(datetime.fromtimestamp(query.window.end, UTC)),
+        }
     return payload
 
 

@@ -1,5 +1,6 @@
-"""Classifying one HTTP answer of the list endpoint. Pure: status, headers and bytes in, a page
-or a typed error out, so every odd answer a gateway can give is unit-testable without a socket."""
+"""Classifying one HTTP answer of the list endpoint or the customer search. Pure: status,
+headers and bytes in, a page or a typed error out, so every odd answer a gateway can give is
+unit-testable without a socket."""
 
 from __future__ import annotations
 
@@ -42,8 +43,78 @@ def classify_response(
     server_time_ms: int | None = None,
 ) -> FilePage:
     """A page, or raise the error that says what to do about this answer."""
+    data, strings_checked = _answer_data(
+        status, body, retry_after, server_time_ms, endpoint="the list endpoint"
+    )
+    if data is None:
+        return FilePage(items=[], reported_page_size=None)
+    items = data.get("result")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise TransientError("response field data.result is not a list")
+    return FilePage(
+        items=items,
+        reported_page_size=_positive_int(data.get("pageSize")),
+        strings_checked=strings_checked,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """A successful answer of the customer search; ``items`` are still raw JSON values."""
+
+    items: list[object]
+    total_count: int
+    reported_page_size: int | None
+
+
+def classify_search_response(
+    status: int,
+    body: bytes,
+    *,
+    retry_after: float | None = None,
+    server_time_ms: int | None = None,
+) -> SearchPage:
+    """A search page, or raise the error that says what to do about this answer. The
+    customers are in ``data.data`` (``data.result`` and ``data.list`` are read too, in case);
+    ``totalCount`` must be there, as a number or a digit string, since the walk relies on it."""
+    data, _ = _answer_data(
+        status, body, retry_after, server_time_ms, endpoint="the customer search"
+    )
+    if data is None:
+        raise TransientError("search answer has no data (data is null)")
+    items: object = None
+    for name in ("data", "result", "list"):
+        items = data.get(name)
+        if items is not None:
+            break
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise TransientError("search answer field data.data is not a list")
+    total = data.get("totalCount")
+    if isinstance(total, str) and total.strip().isascii() and total.strip().isdigit():
+        total = int(total.strip())
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise TransientError("search answer has no usable data.totalCount")
+    return SearchPage(
+        items=items, total_count=total, reported_page_size=_positive_int(data.get("pageSize"))
+    )
+
+
+def _answer_data(
+    status: int,
+    body: bytes,
+    retry_after: float | None,
+    server_time_ms: int | None,
+    *,
+    endpoint: str,
+) -> tuple[dict[str, object] | None, bool]:
+    """The ``data`` object of a successful answer (None when it is null) and whether the
+    document was proven storable text; raises the error any other answer means."""
     if status != 200:
-        _raise_for_status(status, body, retry_after)
+        _raise_for_status(status, body, retry_after, endpoint)
     try:
         document, strings_checked = decode_json(body)
     except RecursionError:
@@ -76,22 +147,13 @@ def classify_response(
 
     data = document.get("data")
     if data is None:
-        return FilePage(items=[], reported_page_size=None)
+        return None, strings_checked
     if not isinstance(data, dict):
         raise TransientError("response field data is not an object")
-    items = data.get("result")
-    if items is None:
-        items = []
-    if not isinstance(items, list):
-        raise TransientError("response field data.result is not a list")
-    return FilePage(
-        items=items,
-        reported_page_size=_positive_int(data.get("pageSize")),
-        strings_checked=strings_checked,
-    )
+    return data, strings_checked
 
 
-def _raise_for_status(status: int, body: bytes, retry_after: float | None) -> None:
+def _raise_for_status(status: int, body: bytes, retry_after: float | None, endpoint: str) -> None:
     kind = " (HTML page)" if _looks_like_html(body) else ""
     if status >= 500 or status in _RETRYABLE_4XX:
         raise TransientError(f"HTTP {status}{kind}", retry_after=retry_after)
@@ -101,9 +163,7 @@ def _raise_for_status(status: int, body: bytes, retry_after: float | None) -> No
             "that this host may call the API"
         )
     if status in (404, 405):
-        raise ConfigError(
-            f"the API answered HTTP {status} for the list endpoint: check TANMA_BASE_URL"
-        )
+        raise ConfigError(f"the API answered HTTP {status} for {endpoint}: check TANMA_BASE_URL")
     raise CustomerError(f"HTTP {status}{kind}")
 
 

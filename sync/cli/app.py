@@ -272,6 +272,27 @@ def customers_list(limit: LimitOption = None, output_format: FormatOption = None
     _execute(body)
 
 
+@customers_app.command("discover")
+def customers_discover(
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Re-read every customer; mark those no longer listed as gone."),
+    ] = False,
+) -> None:
+    """Find customers through Tanmarket's customer search: those created since the newest one
+    held (minus SYNC_DISCOVERY_LOOKBACK), or with --full all of them."""
+    from sync.cli.discovery import describe_discovery, discover_customers, discovery_exit_code
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings) as store:
+            report = await discover_customers(settings, store, full=full)
+        for line in describe_discovery(report):
+            out.print(line, markup=False)
+        return discovery_exit_code(report)
+
+    _execute(body)
+
+
 # -- sync ----------------------------------------------------------------------------------
 
 CustomerOption = Annotated[
@@ -349,7 +370,10 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str], *, wai
         err.print(f"error: {report.unreachable}", markup=False)
         return ExitCode.FATAL
     if report.customers == 0:
-        err.print("no customers yet: add them with `tanma-sync customers import PATH`")
+        err.print(
+            "no customers yet: find them with `tanma-sync customers discover` "
+            "(or add them with `tanma-sync customers import PATH`)"
+        )
     for failure in report.failures[:20]:
         err.print(f"  failed: {failure}", markup=False)
     if len(report.failures) > 20:
@@ -600,7 +624,7 @@ def demo(
         typer.Option("--force", help="Recreate --database even if the demo did not make it."),
     ] = False,
 ) -> None:
-    """Start the simulator, import its customers, backfill, then run an incremental pass."""
+    """Start the simulator, discover its customers, backfill, then run an incremental pass."""
     from sync.cli.demo import run_demo
 
     if demo_file_kind(database) is FileKind.OTHER and not force:

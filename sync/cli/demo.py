@@ -5,10 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from sync.cli.discovery import describe_discovery, discover_customers
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings
 from sync.domain.chinatime import format_china_time
-from sync.domain.customers_file import parse_customers
 from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
 from sync.domain.tally import RunStatus
@@ -27,9 +27,10 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
     out.print(f"[bold]1.[/] simulator on {base_url}: {customers} customers with generated files")
     try:
         async with open_store(settings) as store:
-            rows, problems = parse_customers(dataset.customers_csv().encode(), "customers.csv")
-            counts = await store.customers.import_rows(rows)
-            out.print(f"[bold]2.[/] imported customers.csv: {counts.added} customers added")
+            out.print("[bold]2.[/] customers discover: every customer, from the customer search")
+            found = await discover_customers(settings, store, full=False)
+            for line in describe_discovery(found):
+                out.print("   " + line, markup=False)
 
             out.print("[bold]3.[/] backfill: every customer's whole file list")
             first = await sync_pass(settings, store, PassMode.BACKFILL)
@@ -45,8 +46,7 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
 
             await _show_mirror(store, dataset, settings, out)
             failed = (
-                problems
-                or counts.conflicts
+                found.status is not RunStatus.OK
                 or first.status is not RunStatus.OK
                 or second.status is not RunStatus.OK
             )

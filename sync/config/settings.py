@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sync.domain.chinatime import parse_china_time
 from sync.domain.durations import parse_duration
 from sync.domain.errors import ConfigError
 
@@ -78,6 +80,16 @@ class Settings(BaseSettings):
     sync_log_format: Literal["auto", "console", "json", "logfmt"] = "auto"
     sync_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Customer discovery (`customers discover`, sync/domain/discovery.py).
+    tanma_search_max_results: int = Field(default=10_000, ge=1)
+    sync_discovery_page_size: int = Field(default=100, ge=1, le=10_000)
+    sync_discovery_lookback: Duration = Field(default=3600.0, ge=0)
+    sync_discovery_max_rewalks: int = Field(default=5, ge=0, le=1000)
+    sync_discovery_since: str = "2015-01-01 00:00:00"
+    sync_discovery_follow_hint: bool = True
+    sync_discovery_schedule: str = "15m"
+    sync_discovery_full_schedule: str = "0 4 * * *"
+
     # The daemon (sync/daemon/schedule.py parses the schedules, once, when a daemon starts).
     sync_schedule: str = "15m"
     sync_full_schedule: str = "0 3 * * 0"
@@ -126,6 +138,23 @@ class Settings(BaseSettings):
                 f"unknown time zone {value!r} (write e.g. Asia/Shanghai or UTC)"
             ) from None
         return value
+
+    @field_validator("sync_discovery_since")
+    @classmethod
+    def _china_time(cls, value: str) -> str:
+        text = value.strip()
+        if len(text) == len("2015-01-01"):
+            text += " 00:00:00"
+        if parse_china_time(text) is None:
+            raise ValueError("write a China time as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS")
+        return text
+
+    @property
+    def discovery_since(self) -> datetime:
+        """SYNC_DISCOVERY_SINCE as an instant: where a full discovery's windows begin."""
+        instant = parse_china_time(self.sync_discovery_since)
+        assert instant is not None, "checked by the validator"
+        return instant
 
     @field_validator("sync_http_listen")
     @classmethod

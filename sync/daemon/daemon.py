@@ -29,8 +29,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from sync.api.client import TanmaClient
 from sync.config.settings import Settings, is_off
+from sync.daemon.discoveries import DiscoveryJobs
 from sync.daemon.listener import StatusListener
-from sync.daemon.schedule import DaemonSchedule, lease_renew_every, parse_daemon_schedule
+from sync.daemon.schedule import (
+    Cadence,
+    DaemonSchedule,
+    lease_renew_every,
+    parse_cadence,
+    parse_daemon_schedule,
+)
 from sync.daemon.sweeps import Sweeper
 from sync.domain.errors import ConfigError
 from sync.domain.exits import ExitCode
@@ -64,6 +71,24 @@ def daemon_schedule(settings: Settings) -> DaemonSchedule:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def discovery_cadences(settings: Settings) -> tuple[Cadence | None, Cadence | None]:
+    """SYNC_DISCOVERY_SCHEDULE and SYNC_DISCOVERY_FULL_SCHEDULE (None when off); ConfigError
+    names the setting at fault."""
+    cadences: list[Cadence | None] = []
+    for name, text in (
+        ("SYNC_DISCOVERY_SCHEDULE", settings.sync_discovery_schedule),
+        ("SYNC_DISCOVERY_FULL_SCHEDULE", settings.sync_discovery_full_schedule),
+    ):
+        if is_off(text):
+            cadences.append(None)
+            continue
+        try:
+            cadences.append(parse_cadence(text, settings.sync_schedule_timezone))
+        except ValueError as exc:
+            raise ConfigError(f"setting {name}: {exc}") from None
+    return cadences[0], cadences[1]
 
 
 def burst_exit_code(report: RunReport | None, failure: str | None) -> ExitCode:
@@ -106,6 +131,17 @@ class Daemon:
             worker_id=self.worker_id,
             stopping=lambda: self.stopping,
         )
+        self.discovery_schedule = discovery_cadences(settings)
+        self.discoveries = DiscoveryJobs(
+            settings,
+            store,
+            client,
+            self.sweeper.metrics,
+            worker_id=self.worker_id,
+            stopping=lambda: self.stopping,
+            on_credentials_rejected=self.sweeper.credentials_rejected,
+        )
+        self._discovery_task: asyncio.Task[None] | None = None
         self.listener: StatusListener | None = None
         self.started = asyncio.Event()  # set once listening and scheduled
         self.exit_code = ExitCode.OK
@@ -218,6 +254,24 @@ class Daemon:
         )
         if full is not None:
             scheduler.add_job(self._kick, full.trigger, args=["full"], id="full", **job_defaults)
+        incremental_discovery, full_discovery = self.discovery_schedule
+        if incremental_discovery is not None:
+            scheduler.add_job(
+                self._kick_discovery,
+                incremental_discovery.trigger,
+                args=[False],
+                id="discovery",
+                next_run_time=datetime.now(UTC),
+                **job_defaults,
+            )
+        if full_discovery is not None:
+            scheduler.add_job(
+                self._kick_discovery,
+                full_discovery.trigger,
+                args=[True],
+                id="discovery_full",
+                **job_defaults,
+            )
         scheduler.add_job(
             self.sweeper.heartbeat,
             IntervalTrigger(seconds=lease_renew_every(self.settings.sync_lease_ttl)),
@@ -232,15 +286,16 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         budget = self.settings.sync_shutdown_timeout
-        task = self._sweep_task
-        if task is not None and not task.done():
-            # Workers stop at their next page boundary; past the grace period they are
-            # cancelled, and the page transaction in flight still completes.
-            _, pending = await asyncio.wait({task}, timeout=budget * (1 - 2 * _CLEANUP_SHARE))
+        running = {t for t in (self._sweep_task, self._discovery_task) if t and not t.done()}
+        if running:
+            # Workers (and a discovery) stop at their next page boundary; past the grace period
+            # they are cancelled, and the page transaction in flight still completes.
+            _, pending = await asyncio.wait(running, timeout=budget * (1 - 2 * _CLEANUP_SHARE))
             if pending:
                 log.warning("cancelling_workers", detail="the pass did not reach a page boundary")
-                task.cancel()
-                await asyncio.wait({task}, timeout=budget * _CLEANUP_SHARE)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=budget * _CLEANUP_SHARE)
         try:
             await asyncio.wait_for(
                 self.fleet.deregister_worker(self.worker_id), budget * _CLEANUP_SHARE
@@ -260,6 +315,19 @@ class Daemon:
         self._pending.add(kind)
         if self._sweep_task is None or self._sweep_task.done():
             self._sweep_task = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    async def _kick_discovery(self, full: bool) -> None:
+        """A discovery job fired: run it beside the sweeps (one discovery at a time)."""
+        if self._discovery_task is not None and not self._discovery_task.done():
+            log.info("discovery_skipped", reason="the previous discovery is still running")
+            return
+        self._discovery_task = asyncio.get_running_loop().create_task(self._discover(full))
+
+    async def _discover(self, full: bool) -> None:
+        report = await self.discoveries.run(full=full)
+        if report is not None and report.counts.new and not self.stopping:
+            # New customers are due for their first file sync at once, not at the next sweep.
+            await self._kick("incremental")
 
     async def _sweep_loop(self) -> None:
         while self._pending and not self.stopping:
@@ -303,6 +371,7 @@ async def serve(
     ``announce`` is given the burst's sweep summary line at its end."""
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
+    discovery_cadences(settings)
     # One writer per SQLite file: a second daemon, or a daemon beside a CLI pass, stops here.
     lock = sqlite_writer_lock(
         settings.sync_database_url,

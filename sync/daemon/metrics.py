@@ -61,6 +61,21 @@ class DaemonMetrics:
         )
         for status in PASS_STATUSES:
             self.passes.labels(status)
+        self.discoveries = Counter(
+            "tanma_sync_discoveries",
+            "Customer discoveries by kind (incremental, full) and status (skipped: another "
+            "process held the discovery lease).",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.discovered = Counter(
+            "tanma_sync_discovered_customers",
+            "Customers discovery found, by what happened to them: new, updated, gone, rejected.",
+            ["action"],
+            registry=r,
+        )
+        for action in ("new", "updated", "gone", "rejected"):
+            self.discovered.labels(action)
         self.pass_duration = Histogram(
             "tanma_sync_pass_duration_seconds",
             "Wall time of a pass.",

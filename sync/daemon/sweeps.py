@@ -262,6 +262,10 @@ class Sweeper:
             next_due_at=next_due.isoformat() if next_due is not None else None,
         )
 
+    def credentials_rejected(self, reason: str) -> None:
+        """Another job (a discovery) saw the API reject the credentials: health says so."""
+        self.state.credentials_error = reason
+
     def _pass_failed(self, reason: str) -> None:
         self.last_failure = reason
         self.metrics.passes.labels(RunStatus.FAILED.value).inc()

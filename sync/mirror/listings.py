@@ -21,7 +21,10 @@ CUSTOMERS = Listing(
         ReportColumn("external_user_id", Kind.TEXT),
         ReportColumn("user_id", Kind.TEXT),
         ReportColumn("sales_id", Kind.ID),
+        ReportColumn("nickname", Kind.TEXT, shortened=True),
+        ReportColumn("owner_name", Kind.TEXT),
         ReportColumn("files", Kind.COUNT),
+        ReportColumn("gone_at", Kind.INSTANT),
     ),
 )
 

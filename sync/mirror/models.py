@@ -87,6 +87,18 @@ class Customer(Base):
     sales_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, onupdate=utc_now)
+    # Filled by `customers discover` (migration 0006); NULL for customers only ever imported.
+    nickname: Mapped[str | None] = mapped_column(Text)
+    remark: Mapped[str | None] = mapped_column(Text)
+    owner_name: Mapped[str | None] = mapped_column(Text)
+    tanma_create_time: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_follow_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    is_friend: Mapped[bool | None] = mapped_column(Boolean)
+    delete_status: Mapped[int | None] = mapped_column(Integer)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CustomerFile(Base):
@@ -223,3 +235,75 @@ class SyncWorker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DiscoveryState(Base):
+    """The one row of discovery's own state: the walk under way (committed with each page of
+    customers, so a killed discovery resumes), and the lease of whoever runs it."""
+
+    __tablename__ = "discovery_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    walk: Mapped[str | None] = mapped_column(Text)  # DiscoveryWalk.to_json, as JSON text
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    walk_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The holder's process, so a discovery killed on this host is taken over at once.
+    lease_hostname: Mapped[str | None] = mapped_column(String(255))
+    lease_pid: Mapped[int | None] = mapped_column(Integer)
+    lease_process_space: Mapped[str | None] = mapped_column(String(64))
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_full_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DiscoveryRun(Base):
+    """What one discovery (a ``sync_runs`` row of mode ``discover`` or ``discover_full``) did."""
+
+    __tablename__ = "discovery_runs"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    full: Mapped[bool] = mapped_column(Boolean)
+    found: Mapped[int] = mapped_column(BigInteger, default=0)
+    new: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    unchanged: Mapped[int] = mapped_column(BigInteger, default=0)
+    gone: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    windows: Mapped[int] = mapped_column(Integer, default=0)
+    windows_split: Mapped[int] = mapped_column(Integer, default=0)
+    rewalks: Mapped[int] = mapped_column(Integer, default=0)
+    gaps: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DiscoveryGap(Base):
+    """Customers a discovery could not be sure to have found: the window, how many, why."""
+
+    __tablename__ = "discovery_gaps"
+    __table_args__ = (Index(None, "run_id"),)
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    total_count: Mapped[int] = mapped_column(BigInteger)
+    fetched: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RejectedCustomerRow(Base):
+    """A search item set aside, verbatim, with the reason; one row per distinct payload."""
+
+    __tablename__ = "rejected_customers"
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    payload_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    first_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)

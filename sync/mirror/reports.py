@@ -22,7 +22,19 @@ from typing import Any, Protocol
 
 from rich.cells import cell_len
 from rich.table import Table
-from sqlalchemy import BigInteger, Date, Select, Text, cast, column, distinct, func, select, table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Select,
+    Text,
+    cast,
+    column,
+    distinct,
+    func,
+    select,
+    table,
+)
 from sqlalchemy.sql import ColumnElement, FromClause, TableClause
 from sqlalchemy.types import TypeEngine
 
@@ -46,6 +58,7 @@ class Kind(Enum):
     INSTANT = "instant"  # an aware datetime: China time in every format
     DATE = "date"  # a China-local calendar date
     SECONDS = "seconds"  # a duration: "3h 07m" in a table
+    FLAG = "flag"  # true or false: "yes"/"no" in a table
 
 
 _SQL_TYPES: dict[Kind, TypeEngine[Any]] = {
@@ -56,6 +69,7 @@ _SQL_TYPES: dict[Kind, TypeEngine[Any]] = {
     Kind.INSTANT: UTCDateTime(),
     Kind.DATE: Date(),
     Kind.SECONDS: BigInteger(),
+    Kind.FLAG: Boolean(),
 }
 _NUMERIC = frozenset({Kind.COUNT, Kind.BYTES, Kind.SECONDS})
 
@@ -157,6 +171,7 @@ def _per_customer(files: FromClause) -> Select[Any]:
         files.c.customer_ref,
         func.min(files.c.customer_id).label("customer_id"),
         files.c.external_user_id,
+        func.max(files.c.customer_nickname).label("nickname"),
         *_file_measures(files, with_customers=False),
     ).group_by(files.c.customer_ref, files.c.external_user_id)
 
@@ -228,6 +243,7 @@ FILES = Report(
         ReportColumn("operator_id", Kind.ID),
         ReportColumn("author_name", Kind.TEXT, shortened=True),
         ReportColumn("sales_id", Kind.ID),
+        ReportColumn("customer_nickname", Kind.TEXT),
     ),
     since=Since.ROWS,
     sort_key=lambda r: (
@@ -256,6 +272,7 @@ REPORTS: tuple[Report, ...] = (
             ReportColumn("customer_ref", Kind.ID),
             ReportColumn("customer_id", Kind.ID),
             ReportColumn("external_user_id", Kind.TEXT),
+            ReportColumn("nickname", Kind.TEXT),
             ReportColumn("files", Kind.COUNT),
             ReportColumn("total_bytes", Kind.BYTES),
             *_FIRST_LAST,
@@ -324,6 +341,8 @@ REPORTS: tuple[Report, ...] = (
             ReportColumn("sales_id", Kind.ID),
             ReportColumn("deleted_files", Kind.COUNT),
             ReportColumn("last_success_at", Kind.INSTANT),
+            ReportColumn("nickname", Kind.TEXT),
+            ReportColumn("owner_name", Kind.TEXT),
         ),
         since=Since.NOT_APPLICABLE,
         sort_key=lambda r: (r["customer_ref"],),
@@ -343,9 +362,40 @@ REPORTS: tuple[Report, ...] = (
             ReportColumn("last_error", Kind.TEXT, shortened=True),
             ReportColumn("last_error_at", Kind.INSTANT),
             ReportColumn("consecutive_failures", Kind.COUNT),
+            ReportColumn("nickname", Kind.TEXT),
         ),
         since=Since.NOT_APPLICABLE,
         sort_key=lambda r: (SEVERITY.get(r["state"], len(SEVERITY)), r["customer_ref"]),
+    ),
+    Report(
+        name="customers",
+        view="report_customers",
+        summary="every customer: discovered fields, live files and sync health, by customer",
+        fields=(
+            ReportColumn("customer_ref", Kind.ID),
+            ReportColumn("customer_id", Kind.ID),
+            ReportColumn("external_user_id", Kind.TEXT),
+            ReportColumn("nickname", Kind.TEXT),
+            ReportColumn("remark", Kind.TEXT),
+            ReportColumn("owner_name", Kind.TEXT),
+            ReportColumn("user_id", Kind.TEXT),
+            ReportColumn("sales_id", Kind.ID),
+            ReportColumn("tanma_create_time", Kind.INSTANT),
+            ReportColumn("last_follow_time", Kind.INSTANT),
+            ReportColumn("is_friend", Kind.FLAG),
+            ReportColumn("delete_status", Kind.ID),
+            ReportColumn("first_seen_at", Kind.INSTANT),
+            ReportColumn("last_seen_at", Kind.INSTANT),
+            ReportColumn("gone_at", Kind.INSTANT),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("last_file_at", Kind.INSTANT),
+            ReportColumn("sync_state", Kind.TEXT),
+            ReportColumn("last_success_at", Kind.INSTANT),
+            ReportColumn("staleness_seconds", Kind.SECONDS),
+            ReportColumn("last_error", Kind.TEXT),
+        ),
+        since=Since.NOT_APPLICABLE,
+        sort_key=lambda r: (r["customer_ref"],),
     ),
     FILES,
 )
@@ -463,6 +513,8 @@ def cell_text(kind: Kind, value: Any) -> str:
         return f"{value:,}"
     if kind is Kind.SECONDS:
         return human_seconds(value)
+    if kind is Kind.FLAG:
+        return "yes" if value else "no"
     if kind is Kind.INSTANT and isinstance(value, datetime):
         return format_china_time(value)
     if kind is Kind.DATE and isinstance(value, date):

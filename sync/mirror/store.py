@@ -13,6 +13,7 @@ from sync.domain.errors import FatalError
 from sync.mirror.customers import CustomerTable
 from sync.mirror.database import create_engine, pending_revisions, upgrade
 from sync.mirror.dialect import Dialect
+from sync.mirror.discovery import DiscoveryStore
 from sync.mirror.pages import PageWriter
 from sync.mirror.reads import MirrorReads
 from sync.mirror.runs import RunLog
@@ -26,6 +27,7 @@ class MirrorStore:
         self.pages = PageWriter(engine, self.dialect)
         self.runs = RunLog(engine, self.dialect)
         self.reads = MirrorReads(engine)
+        self.discovery = DiscoveryStore(engine, self.dialect)
 
 
 @asynccontextmanager

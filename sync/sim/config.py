@@ -34,6 +34,15 @@ class SimConfig:
     # Encode each page once and serve the cached bytes after (benchmarks: the simulator must
     # not be the ceiling). Off by default so tests exercise the encoding path every time.
     prebuilt_pages: bool = False
+    # The customer search: the most results one query may page through (pageNo × pageSize;
+    # past it the answer is a non-zero code), its page size cap, and what happens upstream
+    # before each search request is served (customers created, customers removed).
+    search_max_results: int = 10_000
+    search_page_size_cap: int = 100
+    search_create_per_request: int = 0
+    search_delete_per_request: int = 0
+    search_null_external_rate: float = 0.0  # items whose externalUserId is null
+    search_string_id_rate: float = 0.0  # items whose customerId is a digit string
 
     def fault_probabilities(self) -> dict[str, float]:
         return {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
@@ -70,6 +79,10 @@ _INTEGERS = frozenset(
         "fault_seed",
         "burst429_length",
         "max_faults_per_customer_page",
+        "search_max_results",
+        "search_page_size_cap",
+        "search_create_per_request",
+        "search_delete_per_request",
     }
 )
 _BOOLEANS = frozenset({"prebuilt_pages"})

@@ -186,3 +186,13 @@ def revised_name(file_name: str, generation: int) -> str:
     if not dot:
         return f"{file_name}_修订{generation}"
     return f"{stem}_修订{generation}.{ext}"
+
+
+_NICK_DECOR = ("", "🌸", "✨", "🍀", "(๑•̀ㅂ•́)و", "·Sunny", "_上海", "🐱", "小")
+
+
+def customer_nickname(rng: Random) -> str:
+    """A WeChat nickname: Chinese, emoji, kaomoji, mixed scripts, as people pick them."""
+    s = rng.randrange(len(_SURNAMES))
+    g = rng.randrange(len(_GIVEN))
+    return rng.choice(_NICK_DECOR) + _SURNAMES[s] + _GIVEN[g] + rng.choice(_NICK_DECOR)

@@ -188,6 +188,8 @@ class SimDataset:
         self._states: dict[int, _CustomerState] = {}
         self._history: list[_Advance] = []
         self._owner: dict[int, int] = {}  # ids placed by add_record, which may not follow the grid
+        self._added_ids: dict[int, int] = {}  # customer ids of add_customers, off the grid
+        self._newest_added_ms = 0
 
     # ----- customers -------------------------------------------------------------------------
 
@@ -213,6 +215,35 @@ class SimDataset:
         self._counts[index] = self._draw_count(rng)
         return customer
 
+    def add_customers(self, count: int) -> list[SimCustomer]:
+        """``count`` new customers, created at the data set's clock (``now``), one millisecond
+        apart, without files yet (``add_record`` and ``advance`` give them some). The id grid
+        leaves room for ``ceil(customers / 2048) * 2048`` customers in all, the data set's
+        initial size rounded up; ValueError past that."""
+        room = self._residues * ID_SEQ_RANGE - self.customer_count
+        if count > room:
+            raise ValueError(f"room for {room} more customers in this data set, not {count}")
+        added = []
+        base_ms = max(ms_since_epoch(self.now), self._newest_added_ms + 1)
+        for offset in range(count):
+            index = self.customer_count
+            rng = Random(f"{self.seed}:{index}:customer")
+            owner = self._sales[rng.randrange(len(self._sales))]
+            customer = SimCustomer(
+                index=index,
+                customer_id=id_from_ms(base_ms + offset, rng.randrange(ID_SEQ_RANGE)),
+                external_user_id="wm" + content.token(rng, 24) + self._index_tail(index),
+                user_id=owner.user_id,
+                sales_id=owner.staff_id,
+            )
+            self._headers[index] = customer
+            self._counts[index] = 0
+            self._added_ids[customer.customer_id] = index
+            self.customer_count += 1
+            added.append(customer)
+        self._newest_added_ms = base_ms + count - 1
+        return added
+
     def iter_customers(self) -> Iterator[SimCustomer]:
         return (self.customer(i) for i in range(self.customer_count))
 
@@ -221,9 +252,14 @@ class SimDataset:
         self.customer(index)
         return self._counts[index]
 
+    def staff_name(self, staff_id: int) -> str:
+        return self._staff_by_id[staff_id].name
+
     def customer_by_id(self, customer_id: object) -> SimCustomer | None:
         if type(customer_id) is not int or customer_id <= 0:
             return None
+        if customer_id in self._added_ids:
+            return self.customer(self._added_ids[customer_id])
         ms = customer_id // ID_SEQ_RANGE
         index = (ms - self._customer_base_ms) // self._customer_step_ms
         if not 0 <= index < self.customer_count:

@@ -20,12 +20,18 @@ from typing import Any
 from aiohttp import web
 
 from sync.api.signing import sign
+from sync.domain.chinatime import parse_china_time
 from sync.sim.config import SimConfig
 from sync.sim.dataset import SimCustomer, SimDataset
 from sync.sim.faults import FaultPolicy
+from sync.sim.search import CustomerDirectory
 from sync.sim.stats import CustomerKey, SimStats, TokenBucket
 
 ENDPOINT = "/api/v3/customer/list-file-of-customer"
+SEARCH_ENDPOINT = "/api/v3/customer/search"
+# What the simulated search answers to a request that pages past its cap (the real code is not
+# known; any non-zero code must be named in the client's message).
+CODE_PAST_CAP = 40_030
 JSON_TYPE = "application/json; charset=utf-8"
 _GATEWAY_PAGE = (
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -50,6 +56,7 @@ class Simulator:
         self.dataset = dataset
         self.config = config or SimConfig()
         self.stats = SimStats()
+        self.directory = CustomerDirectory(dataset)
         self.base_url: str | None = None
         self._faults = FaultPolicy(
             self.config.fault_probabilities(),
@@ -67,6 +74,9 @@ class Simulator:
     def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", ENDPOINT, self._handle)
+        app.router.add_route("*", SEARCH_ENDPOINT, self._handle_search)
+        app.router.add_get("/_sim/search-customers", self._admin_search_customers)
+        app.router.add_post("/_sim/search-churn", self._admin_search_churn)
         app.router.add_get("/_sim/stats", self._admin_stats)
         app.router.add_post("/_sim/reset-stats", self._admin_reset_stats)
         app.router.add_post("/_sim/advance", self._admin_advance)
@@ -137,7 +147,9 @@ class Simulator:
         finally:
             self.stats.leave()
 
-    async def _serve(self, request: web.Request) -> web.StreamResponse:
+    async def _checked_body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The request's JSON body once method, rate, signature and clock pass; else the
+        answer the real API gives."""
         cfg = self.config
         if request.method != "POST":
             self.stats.outcome("http405")
@@ -166,7 +178,13 @@ class Simulator:
             return self._business(
                 1003, "请求时间戳无效 (timestamp out of range)", "time_error_1003"
             )
+        return body
 
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.config
+        body = await self._checked_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             customer, key, size, last_id = self._parse_query(body)
         except _BadQuery as exc:
@@ -184,6 +202,52 @@ class Simulator:
             return await self._inject(fault, request, customer, size, last_id)
         finally:
             self.stats.customer_end(key)
+
+    # ----- the search endpoint ----------------------------------------------------------------
+
+    async def _handle_search(self, request: web.Request) -> web.StreamResponse:
+        self.stats.enter()
+        try:
+            return await self._serve_search(request)
+        finally:
+            self.stats.leave()
+
+    async def _serve_search(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.config
+        body = await self._checked_body(request)
+        if isinstance(body, web.Response):
+            return body
+        self.stats.search_requests += 1
+        try:
+            start, end, page_no, size = _parse_search(body, cfg.search_page_size_cap)
+        except _BadQuery as exc:
+            return self._business(1000, str(exc), "bad_request_1000")
+        if page_no * size > cfg.search_max_results:
+            self.stats.search_past_cap += 1
+            return self._business(
+                CODE_PAST_CAP,
+                f"查询结果超出上限 (pageNo × pageSize > {cfg.search_max_results})",
+                "search_past_cap",
+            )
+        directory = self.directory
+        directory.null_external_rate = cfg.search_null_external_rate
+        directory.string_id_rate = cfg.search_string_id_rate
+        if cfg.search_create_per_request or cfg.search_delete_per_request:
+            directory.churn(cfg.search_create_per_request, cfg.search_delete_per_request)
+        if cfg.latency_ms > 0:
+            await asyncio.sleep(cfg.latency_ms / 1000)
+        total, items = directory.query(start, end, page_no, size)
+        self.stats.outcome("ok")
+        self.stats.customers_served += len(items)
+        data = {
+            "totalCount": total,
+            "totalPage": -(-total // size),
+            "pageNo": page_no,
+            "pageSize": size,
+            "data": items,
+        }
+        payload = encode_json({"code": 0, "message": "success", "data": data})
+        return self._reply(200, payload, JSON_TYPE)
 
     def _admit(self) -> bool:
         cfg = self.config
@@ -363,6 +427,20 @@ class Simulator:
             text=self.dataset.customers_jsonl(), content_type="application/x-ndjson"
         )
 
+    async def _admin_search_customers(self, request: web.Request) -> web.Response:
+        customers = self.directory.expected_customers()
+        return _json_response({"customers": list(customers.values())})
+
+    async def _admin_search_churn(self, request: web.Request) -> web.Response:
+        args = await _json_object(request)
+        create, delete = args.get("create", 0), args.get("delete", 0)
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (create, delete)
+        ):
+            raise web.HTTPBadRequest(text="create and delete must be non-negative integers")
+        self.directory.churn(create, delete)
+        return _json_response({"ok": True})
+
     async def _admin_expected_mirror(self, request: web.Request) -> web.Response:
         records = list(self.dataset.expected_mirror().values())
         return _json_response({"generation": self.dataset.generation, "records": records})
@@ -377,6 +455,35 @@ def _encode_page(size: int, total: int, records: list[dict[str, Any]]) -> bytes:
         "result": records,
     }
     return encode_json({"code": 0, "message": "success", "data": data})
+
+
+def _parse_search(
+    body: dict[str, Any], page_size_cap: int
+) -> tuple[int | None, int | None, int, int]:
+    """(createTime start, end, pageNo, pageSize) of a search body; seconds since the epoch."""
+    page_no = body.get("pageNo", 1)
+    size = body.get("pageSize", 10)
+    if type(page_no) is not int or page_no < 1:
+        raise _BadQuery("pageNo must be a positive integer")
+    if type(size) is not int or size < 1:
+        raise _BadQuery("pageSize must be a positive integer")
+    size = min(size, page_size_cap)
+    window = body.get("createTime")
+    if window is None:
+        return None, None, page_no, size
+    if not isinstance(window, dict):
+        raise _BadQuery("createTime must be an object with start and end")
+    bounds: list[int | None] = []
+    for name in ("start", "end"):
+        value = window.get(name)
+        if value is None:
+            bounds.append(None)
+            continue
+        instant = parse_china_time(value)
+        if instant is None:
+            raise _BadQuery(f"createTime.{name} must be YYYY-MM-DD HH:MM:SS")
+        bounds.append(int(instant.timestamp()))
+    return bounds[0], bounds[1], page_no, size
 
 
 def _timestamp_ok(timestamp: str, server_time: float, window_s: float) -> bool:

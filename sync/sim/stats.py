@@ -35,6 +35,9 @@ class SimStats:
         self.overlap_customers: set[CustomerKey] = set()
         self.unknown_customers = 0
         self.records_served = 0
+        self.search_requests = 0
+        self.search_past_cap = 0  # search requests that asked past the cap (never, from us)
+        self.customers_served = 0
         self.max_concurrency = self.in_flight
 
     def enter(self) -> None:
@@ -77,6 +80,9 @@ class SimStats:
             "overlap_customers": sorted(str(k) for k in self.overlap_customers),
             "unknown_customers": self.unknown_customers,
             "records_served": self.records_served,
+            "search_requests": self.search_requests,
+            "search_past_cap": self.search_past_cap,
+            "customers_served": self.customers_served,
             "max_concurrency": self.max_concurrency,
             "in_flight": self.in_flight,
         }

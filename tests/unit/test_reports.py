@@ -45,7 +45,7 @@ def test_an_unknown_name_lists_every_valid_one() -> None:
         assert name in message
 
 
-def test_every_view_of_migration_0002_has_a_report() -> None:
+def test_every_reporting_view_has_a_report() -> None:
     assert {r.view for r in reports.REPORTS} == {
         "report_files",
         "report_files_per_customer",
@@ -54,6 +54,7 @@ def test_every_view_of_migration_0002_has_a_report() -> None:
         "report_files_per_type",
         "report_customers_without_files",
         "report_sync_health",
+        "report_customers",
     }
 
 
@@ -233,6 +234,7 @@ PER_CUSTOMER_ROWS = [
         "customer_ref": 7,
         "customer_id": 424223356090687,
         "external_user_id": 'wm,"quoted"\nnext',
+        "nickname": "🌸王伟",
         "files": 3,
         "total_bytes": None,
         "first_file_at": datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC),
@@ -242,6 +244,7 @@ PER_CUSTOMER_ROWS = [
         "customer_ref": 8,
         "customer_id": None,
         "external_user_id": "wm客户",
+        "nickname": None,
         "files": 1,
         "total_bytes": 30618,
         "first_file_at": None,
@@ -259,12 +262,13 @@ def test_csv_has_a_header_and_round_trips() -> None:
         "7",
         "424223356090687",
         'wm,"quoted"\nnext',
+        "🌸王伟",
         "3",
         "",
         "2023-01-02T11:04:05+08:00",
         "2024-01-02T00:00:00+08:00",
     ]
-    assert parsed[2] == ["8", "", "wm客户", "1", "30618", "", ""]
+    assert parsed[2] == ["8", "", "wm客户", "", "1", "30618", "", ""]
     assert reports.to_csv(report, []) == ",".join(f.name for f in report.fields) + "\n"
 
 
@@ -290,6 +294,7 @@ def test_json_is_an_array_of_objects_with_exact_numbers() -> None:
         "customer_ref": 8,
         "customer_id": None,
         "external_user_id": "wm客户",
+        "nickname": None,
         "files": 1,
         "total_bytes": 30618,
         "first_file_at": None,
@@ -312,6 +317,7 @@ def test_the_table_shows_china_time_and_readable_numbers() -> None:
         "last_error": "HTTP 502",
         "last_error_at": datetime(2024, 1, 1, 16, 30, tzinfo=UTC),
         "consecutive_failures": 1234,
+        "nickname": "小李✨",
     }
     console = Console(record=True, width=250, color_system=None)
     console.print(reports.to_table(report, [row]))
@@ -319,7 +325,7 @@ def test_the_table_shows_china_time_and_readable_numbers() -> None:
     assert "report_sync_health" in shown
     assert "last_attempt_at (UTC+8)" in shown and "2024-01-02 00:30:00" in shown
     assert "staleness" in shown and "3h 07m" in shown and "staleness_seconds" not in shown
-    assert "1,234" in shown and "404997901347072" in shown
+    assert "1,234" in shown and "404997901347072" in shown and "小李✨" in shown
 
 
 def test_a_narrow_terminal_folds_values_instead_of_cutting_them() -> None:
