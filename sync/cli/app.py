@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from sync.cli.archive import archive_pass, describe_coverage, describe_tally
 from sync.cli.logs import configure_logging
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings, load_settings
@@ -69,7 +71,10 @@ def _execute(body: Callable[[Settings], Coroutine[Any, Any, int]], **overrides: 
         configure_logging(
             settings.sync_log_format,
             settings.sync_log_level,
-            secrets=[settings.tanma_app_key.get_secret_value()],
+            secrets=[
+                settings.tanma_app_key.get_secret_value(),
+                settings.sync_archive_s3_secret_access_key.get_secret_value(),
+            ],
         )
         code: int = asyncio.run(body(settings))
     except SyncError as exc:
@@ -266,6 +271,7 @@ def status(
             customers = await store.reads.customer_status(limit)
             recent = await store.runs.recent(runs)
             totals = await store.reads.totals()
+            coverage = await store.archive.coverage() if settings.archive_enabled else None
         table = Table(
             "customer",
             "files",
@@ -326,7 +332,32 @@ def status(
             f"{totals['customers']} customers, {totals['files']} files mirrored, "
             f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
         )
+        if coverage is not None:
+            out.print(describe_coverage(coverage), markup=False)
         return ExitCode.OK
+
+    _execute(body)
+
+
+# -- archive -------------------------------------------------------------------------------
+
+
+@app.command()
+def archive(
+    limit: Annotated[
+        int | None, typer.Option(help="Archive at most this many files (newest first).")
+    ] = None,
+) -> None:
+    """Download every mirrored file not archived yet into SYNC_ARCHIVE_URL, content-addressed
+    (sha256/<2 hex>/<64 hex>). Exit 0 when all are archived, 3 when some failed (later runs
+    try them again)."""
+
+    async def body(settings: Settings) -> int:
+        started = time.monotonic()
+        async with _store(settings) as store:
+            tally = await archive_pass(settings, store, limit)
+        out.print(describe_tally(tally, time.monotonic() - started), markup=False)
+        return ExitCode.PARTIAL if tally.failures else ExitCode.OK
 
     _execute(body)
 

@@ -145,6 +145,7 @@ _FIRST_LAST = (
     ReportColumn("last_file_at", Kind.INSTANT),
 )
 _SEVERITY = {"failing": 0, "incomplete": 1, "never_synced": 2, "ok": 3}
+_ARCHIVE_ORDER = {"failed": 0, "pending": 1, "archived": 2}
 
 FILES = Report(
     name="files",
@@ -272,6 +273,19 @@ REPORTS: tuple[Report, ...] = (
         ),
         since=Since.NOT_APPLICABLE,
         sort_key=lambda r: (_SEVERITY.get(r["state"], len(_SEVERITY)), r["customer_ref"]),
+    ),
+    Report(
+        name="archive_coverage",
+        view="report_archive_coverage",
+        summary="the file archive: live files archived, pending and failed (by reason), bytes",
+        fields=(
+            ReportColumn("status", Kind.TEXT),
+            ReportColumn("reason", Kind.TEXT),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("bytes", Kind.BYTES),
+        ),
+        since=Since.NOT_APPLICABLE,
+        sort_key=lambda r: (_ARCHIVE_ORDER.get(r["status"], 3), r["reason"] or ""),
     ),
     FILES,
 )

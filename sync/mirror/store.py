@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sync.config.settings import Settings
 from sync.domain.errors import FatalError
+from sync.mirror.archive import ArchiveTable
 from sync.mirror.customers import CustomerTable
 from sync.mirror.database import create_engine, pending_revisions, upgrade
 from sync.mirror.dialect import Dialect
@@ -26,6 +27,7 @@ class MirrorStore:
         self.pages = PageWriter(engine, self.dialect)
         self.runs = RunLog(engine, self.dialect)
         self.reads = MirrorReads(engine)
+        self.archive = ArchiveTable(engine, self.dialect)
 
 
 @asynccontextmanager

@@ -34,6 +34,10 @@ class SimConfig:
     # Encode each page once and serve the cached bytes after (benchmarks: the simulator must
     # not be the ceiling). Off by default so tests exercise the encoding path every time.
     prebuilt_pages: bool = False
+    # Served files (a data set with FileShapes): whether the "missing" ones are served (404
+    # until then), and the pause before each 64 KiB chunk of a "slow" one.
+    serve_missing_files: bool = False
+    slow_file_chunk_s: float = 0.05
 
     def fault_probabilities(self) -> dict[str, float]:
         return {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
@@ -67,7 +71,7 @@ _INTEGERS = frozenset(
         "max_faults_per_customer_page",
     }
 )
-_BOOLEANS = frozenset({"prebuilt_pages"})
+_BOOLEANS = frozenset({"prebuilt_pages", "serve_missing_files"})
 _NULLABLE = frozenset({"rate_limit", "rate_burst", "max_faults_per_customer_page"})
 
 

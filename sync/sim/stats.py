@@ -36,6 +36,10 @@ class SimStats:
         self.unknown_customers = 0
         self.records_served = 0
         self.max_concurrency = self.in_flight
+        # Served files: requests by the file's kind, and any request that came in by a host
+        # name outside the allow-list (an archiver must never make one).
+        self.file_requests: Counter[str] = Counter()
+        self.outside_hits = 0
 
     def enter(self) -> None:
         self.requests_total += 1
@@ -78,6 +82,8 @@ class SimStats:
             "unknown_customers": self.unknown_customers,
             "records_served": self.records_served,
             "max_concurrency": self.max_concurrency,
+            "file_requests": dict(self.file_requests),
+            "outside_hits": self.outside_hits,
             "in_flight": self.in_flight,
         }
 

@@ -1,0 +1,89 @@
+"""`tanma-sync archive` through the real CLI, on both databases, into a directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.archive_support import (
+    FAILED_AS,
+    archive_dataset,
+    check_layout,
+    expected_files,
+    mirror_state,
+    prepare,
+)
+from tests.cli_support import Cli
+from tests.helpers import dump_database_sync
+
+
+def _keys(root: Path, under: str) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in (root / under).rglob("*") if p.is_file())
+
+
+def test_archive_into_a_directory(
+    cli: Cli, sim_factory, database_url: str, tmp_path: Path
+) -> None:
+    sim = sim_factory(archive_dataset(), slow_file_chunk_s=0.01)
+    root = tmp_path / "archive"
+    prepare(cli, sim, tmp_path, f"file://{root}")
+    expected = expected_files(database_url)
+    kinds = {e.kind for e in expected.values()}
+    assert {"ok", "missing", "outside", "oversized", "html", "duplicate"} <= kinds, kinds
+
+    first = cli("archive")
+    assert first.code == 3, first.both
+    assert "Traceback" not in first.both
+
+    rows = mirror_state(database_url)
+    for file_id, want in expected.items():
+        row = rows[file_id]
+        if want.kind in FAILED_AS:
+            assert row.content_sha256 is None, (file_id, want.kind)
+        else:
+            assert row.content_sha256 == want.sha256, (file_id, want.kind)
+            assert row.archived_at is not None
+    digests = check_layout(_keys(root, "sha256"), lambda key: (root / key).read_bytes())
+    wanted = {e.sha256 for e in expected.values() if e.kind not in FAILED_AS}
+    assert digests == wanted  # the duplicates are stored once
+    assert _keys(root, "tmp") == []
+    stats = sim.sim.stats.as_dict()
+    assert stats["outside_hits"] == 0, "a refused host was connected to"
+
+    dump = dump_database_sync(database_url)
+    for reason in ("not_found", "too_large", "refused_host", "error_page"):
+        assert reason in dump, reason
+    status = cli("status")
+    assert status.code == 0 and "archive:" in status.out
+    report = cli("report", "archive_coverage", "--format", "json")
+    assert report.code == 0, report.both
+    coverage = json.loads(report.out)
+    by_status = {}
+    for row in coverage:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["files"]
+    archived = sum(1 for e in expected.values() if e.kind not in FAILED_AS)
+    assert by_status["archived"] == archived
+    assert by_status["failed"] == len(expected) - archived
+
+    # A second run downloads nothing that is archived; the missing files are now served.
+    sim.sim.stats.reset()
+    sim.call(sim.sim.configure, serve_missing_files=True)
+    second = cli("archive")
+    assert second.code == 3, second.both  # refused, oversized and HTML pages still fail
+    served = sim.sim.stats.as_dict()["file_requests"]
+    assert set(served) <= {"missing", "oversized", "html"}, served
+    rows = mirror_state(database_url)
+    for file_id, want in expected.items():
+        if want.kind == "missing":
+            assert rows[file_id].content_sha256 == want.sha256
+    assert sim.sim.stats.as_dict()["outside_hits"] == 0
+
+
+def test_archive_needs_its_setting(cli: Cli, tmp_path: Path) -> None:
+    result = cli("archive")
+    assert result.code == 1
+    assert "SYNC_ARCHIVE_URL" in result.err and "Traceback" not in result.both
+    bad = cli("archive", SYNC_ARCHIVE_URL="file://relative/dir")
+    assert bad.code == 1 and "SYNC_ARCHIVE_URL" in bad.err
+    hosts = cli("archive", SYNC_ARCHIVE_URL=f"file://{tmp_path}", SYNC_ARCHIVE_HOSTS="bad host!")
+    assert hosts.code == 1 and "SYNC_ARCHIVE_HOSTS" in hosts.err
