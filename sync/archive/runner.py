@@ -32,6 +32,7 @@ from sync.archive.policy import HostPatternError, HostPolicy
 from sync.config.settings import Settings
 from sync.domain.errors import ConfigError
 from sync.mirror.archive import ArchiveItem, ArchiveTable
+from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 
 log = structlog.get_logger("tanma_sync.archive")
 
@@ -120,44 +121,60 @@ class Archiver:
             for _ in range(s.sync_archive_concurrency)
         ]
         renewer = asyncio.create_task(self._renew_claims())
-        handed: list[ArchiveItem] = []
         try:
-            below: int | None = None
-            left = limit
-            while not self.stopping() and (left is None or left > 0):
-                batch_size = 4 * s.sync_archive_concurrency
-                if left is not None:
-                    batch_size = min(batch_size, left)
-                batch = await self.table.claim(
-                    self.claimer,
-                    batch_size,
-                    ttl_s=s.sync_archive_claim_ttl,
-                    due_only=due_only,
-                    below_id=below,
-                )
-                if not batch:
-                    break
-                below = batch[-1].file_id
-                if left is not None:
-                    left -= len(batch)
-                for item in batch:
-                    self._in_flight.add(item.file_id)
-                handed.extend(batch)
-                for index, item in enumerate(batch):
-                    if self.stopping():
-                        await self.table.release([i.file_id for i in batch[index:]])
-                        break
-                    await queue.put(item)
-        finally:
+            await self._feed(queue, due_only=due_only, limit=limit)
             for _ in workers:
                 await queue.put(None)
-            try:
-                await asyncio.gather(*workers)
-            finally:
-                renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
+            await asyncio.gather(*workers)
+        except BaseException:
+            # Cancelled (a daemon out of shutdown time) or a database failure: stop every
+            # download now; each deletes its temporary, and the claims are handed back.
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await asyncio.shield(self.table.release(sorted(self._in_flight)))
+            self._in_flight.clear()
+            raise
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
         return tally
+
+    async def _feed(
+        self, queue: asyncio.Queue[ArchiveItem | None], *, due_only: bool, limit: int | None
+    ) -> None:
+        """Claim pending files batch by batch, newest first, and queue them for the workers."""
+        s = self.settings
+        below: int | None = None
+        left = limit
+        while not self.stopping() and (left is None or left > 0):
+            size = (
+                4 * s.sync_archive_concurrency
+                if left is None
+                else min(left, 4 * s.sync_archive_concurrency)
+            )
+            batch = await self.table.claim(
+                self.claimer,
+                size,
+                ttl_s=s.sync_archive_claim_ttl,
+                due_only=due_only,
+                below_id=below,
+            )
+            if not batch:
+                return
+            below = batch[-1].file_id
+            if left is not None:
+                left -= len(batch)
+            self._in_flight.update(item.file_id for item in batch)
+            for index, item in enumerate(batch):
+                if self.stopping():
+                    rest = [i.file_id for i in batch[index:]]
+                    self._in_flight.difference_update(rest)
+                    await self.table.release(rest)
+                    return
+                await queue.put(item)
 
     async def _worker(self, queue: asyncio.Queue[ArchiveItem | None], tally: ArchiveTally) -> None:
         while (item := await queue.get()) is not None:
@@ -229,5 +246,7 @@ class Archiver:
         ttl = self.settings.sync_archive_claim_ttl
         while True:
             await asyncio.sleep(ttl / 3)
-            with contextlib.suppress(Exception):
+            try:
                 await self.table.renew(sorted(self._in_flight), ttl)
+            except DATABASE_ERRORS as exc:
+                log.warning("archive_claims_not_renewed", error=describe_db_error(exc))

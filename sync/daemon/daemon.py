@@ -31,7 +31,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
 
 from sync.api.client import TanmaClient
+from sync.archive.fetch import Fetcher
+from sync.archive.objects import ArchiveObjects
+from sync.archive.runner import Archiver, archive_fetcher, archive_objects
 from sync.config.settings import Settings, is_off
+from sync.daemon.archiving import ArchiveLoop
 from sync.daemon.listener import StatusListener
 from sync.daemon.schedule import DaemonSchedule, lease_renew_every, parse_daemon_schedule
 from sync.daemon.sweeps import Sweeper
@@ -92,6 +96,7 @@ class Daemon:
         schedule: DaemonSchedule | None = None,
         worker_id: str | None = None,
         burst: bool = False,
+        archive: tuple[ArchiveObjects, Fetcher] | None = None,
     ) -> None:
         self.settings = settings
         self.schedule = schedule or daemon_schedule(settings)
@@ -108,6 +113,20 @@ class Daemon:
             worker_id=self.worker_id,
             stopping=lambda: self.stopping,
         )
+        self.archive_loop: ArchiveLoop | None = None
+        if archive is not None:
+            objects, fetcher = archive
+            archiver = Archiver(
+                settings,
+                store.archive,
+                objects,
+                fetcher,
+                claimer=self.worker_id,
+                stopping=lambda: self.stopping,
+            )
+            self.archive_loop = ArchiveLoop(
+                archiver, self.sweeper.metrics, idle_s=settings.sync_archive_idle
+            )
         self.listener: StatusListener | None = None
         self.started = asyncio.Event()  # set once listening and scheduled
         self.exit_code = ExitCode.OK
@@ -200,6 +219,8 @@ class Daemon:
         if self.burst or self.stopping:
             return
         self._scheduler = self._schedule_jobs()
+        if self.archive_loop is not None:
+            self.archive_loop.start()
 
     def _schedule_jobs(self) -> AsyncIOScheduler:
         sweep, full = self.schedule.sweep, self.schedule.full
@@ -238,6 +259,8 @@ class Daemon:
                 log.warning("cancelling_workers", detail="the pass did not reach a page boundary")
                 task.cancel()
                 await asyncio.wait({task}, timeout=budget * _CLEANUP_SHARE)
+        if self.archive_loop is not None:
+            await self.archive_loop.stop(budget * _CLEANUP_SHARE)
         try:
             await asyncio.wait_for(
                 self.fleet.deregister_worker(self.worker_id), budget * _CLEANUP_SHARE
@@ -263,6 +286,8 @@ class Daemon:
             full = "full" in self._pending
             self._pending.clear()
             await self.sweeper.sweep(full=full)
+            if self.archive_loop is not None:
+                self.archive_loop.files_arrived()
 
 
 def _forced_exit(sig: int, _frame: object = None) -> None:
@@ -276,10 +301,21 @@ async def serve(settings: Settings, *, migrate: bool, burst: bool = False) -> in
     """Open everything the daemon needs, run it, close it all; returns the exit status."""
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
+    objects = archive_objects(settings) if settings.archive_enabled and not burst else None
     with single_daemon_lock(settings.sync_database_url):
-        async with open_store(settings, migrate=migrate) as store, TanmaClient(settings) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            store = await stack.enter_async_context(open_store(settings, migrate=migrate))
+            client = await stack.enter_async_context(TanmaClient(settings))
+            archive = None
+            if objects is not None:
+                await objects.check()
+                await objects.sweep_temporaries()
+                fetcher = await stack.enter_async_context(archive_fetcher(settings))
+                archive = (objects, fetcher)
             fleet = FleetStore(store.engine)
-            daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
+            daemon = Daemon(
+                settings, store, fleet, client, schedule=schedule, burst=burst, archive=archive
+            )
             return await daemon.run()
 
 
