@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from tests.archive_support import (
@@ -15,6 +16,7 @@ from tests.archive_support import (
 )
 from tests.cli_support import Cli
 from tests.helpers import dump_database_sync
+from tests.s3_server import SECRET_KEY
 
 
 def _keys(root: Path, under: str) -> list[str]:
@@ -87,3 +89,38 @@ def test_archive_needs_its_setting(cli: Cli, tmp_path: Path) -> None:
     assert bad.code == 1 and "SYNC_ARCHIVE_URL" in bad.err
     hosts = cli("archive", SYNC_ARCHIVE_URL=f"file://{tmp_path}", SYNC_ARCHIVE_HOSTS="bad host!")
     assert hosts.code == 1 and "SYNC_ARCHIVE_HOSTS" in hosts.err
+
+
+def test_archive_into_s3(cli: Cli, sim_factory, database_url: str, tmp_path: Path, s3) -> None:
+    prefix = f"mirror-{uuid.uuid4().hex[:8]}"
+    sim = sim_factory(archive_dataset(customers=4, mean_files=8), slow_file_chunk_s=0.01)
+    prepare(cli, sim, tmp_path, s3.env(prefix)["SYNC_ARCHIVE_URL"], **s3.env(prefix))
+    expected = expected_files(database_url)
+
+    first = cli("archive")
+    assert first.code == 3, first.both
+    assert SECRET_KEY not in first.both
+    rows = mirror_state(database_url)
+    wanted = set()
+    for file_id, want in expected.items():
+        if want.kind not in FAILED_AS:
+            assert rows[file_id].content_sha256 == want.sha256
+            wanted.add(want.sha256)
+    digests = check_layout(s3.keys(prefix, "sha256"), lambda key: s3.read(prefix, key))
+    assert digests == wanted
+    assert s3.keys(prefix, "tmp") == []
+    assert sim.sim.stats.as_dict()["outside_hits"] == 0
+    assert SECRET_KEY not in dump_database_sync(database_url)
+
+    sim.sim.stats.reset()
+    again = cli("archive")
+    assert again.code == 3
+    assert set(sim.sim.stats.as_dict()["file_requests"]) <= {"missing", "oversized", "html"}
+
+
+def test_a_wrong_s3_key_is_one_line(cli: Cli, tmp_path: Path, s3) -> None:
+    env = s3.env("wrong") | {"SYNC_ARCHIVE_S3_SECRET_ACCESS_KEY": "not-the-secret-0123456789"}
+    result = cli("archive", **env)
+    assert result.code == 1, result.both
+    assert "archive store s3://" in result.err and "Traceback" not in result.both
+    assert "not-the-secret-0123456789" not in result.both
