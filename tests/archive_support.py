@@ -70,14 +70,14 @@ class Expected:
     sha256: str
 
 
-def expected_files(database_url: str) -> dict[int, Expected]:
+def expected_files(database_url: str, shapes: FileShapes = SHAPES) -> dict[int, Expected]:
     """Per mirrored record: its kind and the SHA-256 of the bytes the simulator serves."""
     found = {}
     for row in fetch_mirror_sync(database_url):
         parsed = parse_file_path(urlsplit(row.file_url).path)
         assert parsed is not None, row.file_url
         record_id, size = parsed
-        found[row.id] = Expected(SHAPES.kind(record_id), file_sha256(SHAPES, record_id, size))
+        found[row.id] = Expected(shapes.kind(record_id), file_sha256(shapes, record_id, size))
     return found
 
 

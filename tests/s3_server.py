@@ -168,3 +168,29 @@ def s3_server(workdir: Path) -> Iterator[S3Server | str]:
             process.kill()
             process.wait(timeout=20)
         log.close()
+
+
+def main() -> None:
+    """``python -m tests.s3_server DIR``: start SeaweedFS for a test run (``.ci/run`` does),
+    write its endpoint to DIR/endpoint, and serve until SIGTERM."""
+    import signal
+
+    workdir = Path(sys.argv[1])
+    stop = False
+
+    def on_term(_sig: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    with s3_server(workdir) as server:
+        if isinstance(server, str):
+            print(server, file=sys.stderr)
+            sys.exit(1)
+        (workdir / "endpoint").write_text(server.endpoint, encoding="utf-8")
+        while not stop:
+            time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()
