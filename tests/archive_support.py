@@ -72,8 +72,12 @@ class Expected:
 
 def expected_files(database_url: str, shapes: FileShapes = SHAPES) -> dict[int, Expected]:
     """Per mirrored record: its kind and the SHA-256 of the bytes the simulator serves."""
+    return expected_of(fetch_mirror_sync(database_url), shapes)
+
+
+def expected_of(rows: Iterable[Any], shapes: FileShapes = SHAPES) -> dict[int, Expected]:
     found = {}
-    for row in fetch_mirror_sync(database_url):
+    for row in rows:
         parsed = parse_file_path(urlsplit(row.file_url).path)
         assert parsed is not None, row.file_url
         record_id, size = parsed

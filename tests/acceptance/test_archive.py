@@ -11,12 +11,15 @@ from tests.archive_support import (
     archive_dataset,
     check_layout,
     expected_files,
+    expected_of,
     mirror_state,
     prepare,
 )
+from tests.acceptance.test_daemon_cli import start_daemon, stop
 from tests.cli_support import Cli
 from tests.helpers import dump_database_sync
 from tests.s3_server import SECRET_KEY
+from tests.waiting import until_sync
 
 
 def _keys(root: Path, under: str) -> list[str]:
@@ -124,3 +127,56 @@ def test_a_wrong_s3_key_is_one_line(cli: Cli, tmp_path: Path, s3) -> None:
     assert result.code == 1, result.both
     assert "archive store s3://" in result.err and "Traceback" not in result.both
     assert "not-the-secret-0123456789" not in result.both
+
+
+def test_the_daemon_archives_behind_the_syncs(
+    cli: Cli, sim_factory, database_url: str, tmp_path: Path
+) -> None:
+    """A daemon syncs the customers and archives their files as they arrive, newest first;
+    new files that arrive later are archived too; SIGTERM stops it cleanly."""
+    sim = sim_factory(archive_dataset(customers=4, mean_files=6), slow_file_chunk_s=0.01)
+    root = tmp_path / "archive"
+    cli.env.update(
+        {
+            "TANMA_BASE_URL": sim.base_url,
+            "SYNC_ARCHIVE_URL": f"file://{root}",
+            "SYNC_ARCHIVE_HOSTS": "127.0.0.1",
+            "SYNC_ARCHIVE_MAX_BYTES": "200000",
+            "SYNC_ARCHIVE_RATE_LIMIT": "2000",
+            "SYNC_ARCHIVE_BACKOFF_BASE": "0.01",
+            "SYNC_ARCHIVE_BACKOFF_MAX": "0.05",
+            "SYNC_ARCHIVE_IDLE": "0.5s",
+        }
+    )
+    csv_path = tmp_path / "customers.csv"
+    csv_path.write_text(sim.sim.dataset.customers_csv(), encoding="utf-8")
+    assert cli("customers", "import", str(csv_path)).code == 0
+    daemon = start_daemon(cli, tmp_path, "archiver")
+    try:
+
+        def allowed_archived() -> bool:
+            rows = mirror_state(database_url)
+            if not rows:
+                return False
+            expected = expected_of(rows.values())
+            return all(
+                rows[i].content_sha256 == e.sha256
+                for i, e in expected.items()
+                if e.kind not in FAILED_AS
+            )
+
+        until_sync(allowed_archived, 120, "the daemon to archive the synced files")
+        before = len(mirror_state(database_url))
+        sim.call(sim.sim.dataset.advance, 1.0, 0.0, 0.0, 0.0)
+        until_sync(
+            lambda: len(mirror_state(database_url)) > before and allowed_archived(),
+            120,
+            "the daemon to archive files that arrived later",
+        )
+        dump = dump_database_sync(database_url)
+        assert "not_found" in dump and "refused_host" in dump
+        assert sim.sim.stats.as_dict()["outside_hits"] == 0
+    finally:
+        code, _ = stop(daemon, 30)
+    assert code == 0, (tmp_path / "archiver.log").read_text()
+    assert "Traceback" not in (tmp_path / "archiver.log").read_text()
