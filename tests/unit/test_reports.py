@@ -42,8 +42,9 @@ def test_an_unknown_name_lists_every_valid_one() -> None:
         assert name in message
 
 
-def test_every_view_of_migration_0002_has_a_report() -> None:
+def test_every_reporting_view_has_a_report() -> None:
     assert {r.view for r in reports.REPORTS} == {
+        "report_archive_coverage",
         "report_files",
         "report_files_per_customer",
         "report_files_per_day",
