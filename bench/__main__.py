@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import sections
+from bench import archive, sections
 from bench.databases import postgres_problem, postgres_version
 from bench.report import console_table, markdown, write_benchmarks
 from bench.sections import FULL, QUICK, Row
 
-SECTIONS = ("ceiling", "throughput", "budget", "memory", "dlt")
+SECTIONS = ("ceiling", "throughput", "budget", "memory", "dlt", "archive")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -109,6 +109,9 @@ def main(argv: list[str]) -> int:
                 latency_ms=sizes.latency_ms,
                 customers=sizes.dlt_latency_customers,
             )
+    if "archive" in chosen:
+        rows += archive.archive_throughput(sizes, log)
+        rows += archive.archive_memory(sizes, log)
     elapsed = time.perf_counter() - started
     notes.append(
         f"- Sizes: {sizes}; medians of {sizes.reps} run(s), tool and baselines interleaved "

@@ -38,6 +38,12 @@ class Sizes:
     # The run at the API's latency (sizes.latency_ms), on SQLite: dlt asks one page at a time,
     # so it is sized smaller to keep its time in bounds.
     dlt_latency_customers: int
+    # The archive: files of up to archive_file_bytes over a small data set; and the size of
+    # the big files of the memory check.
+    archive_customers: int = 40
+    archive_mean_files: float = 10
+    archive_file_bytes: int = 4_000_000
+    archive_big_bytes: int = 100_000_000
 
 
 # The brief's sizes: 300,000 records over 3,000 customers, a budget run of over 10,000
@@ -71,6 +77,10 @@ QUICK = Sizes(
     memory_mean_files=10,
     dlt_customers=30,
     dlt_latency_customers=10,
+    archive_customers=6,
+    archive_mean_files=5,
+    archive_file_bytes=200_000,
+    archive_big_bytes=20_000_000,
 )
 
 
