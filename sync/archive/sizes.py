@@ -41,7 +41,3 @@ def contradicts(text: str | None, length: int) -> bool:
     bounds = size_bounds(text)
     return bounds is not None and not bounds[0] <= length <= bounds[1]
 
-
-def most_bytes(text: str | None) -> int | None:
-    bounds = size_bounds(text)
-    return None if bounds is None else bounds[1]

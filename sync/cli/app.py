@@ -272,6 +272,7 @@ def status(
             recent = await store.runs.recent(runs)
             totals = await store.reads.totals()
             coverage = await store.archive.coverage() if settings.archive_enabled else None
+            stored = await store.archive.stored_objects() if settings.archive_enabled else {}
         table = Table(
             "customer",
             "files",
@@ -333,7 +334,7 @@ def status(
             f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
         )
         if coverage is not None:
-            out.print(describe_coverage(coverage), markup=False)
+            out.print(describe_coverage(coverage, stored), markup=False)
         return ExitCode.OK
 
     _execute(body)

@@ -124,8 +124,9 @@ def describe_tally(tally: ArchiveTally, seconds: float) -> str:
     )
 
 
-def describe_coverage(rows: list[CoverageRow]) -> str:
-    """One line for ``status``: archived, pending and failed files (by reason) and bytes."""
+def describe_coverage(rows: list[CoverageRow], stored: dict[str, int]) -> str:
+    """One line for ``status``: archived, pending and failed files (by reason), bytes, and
+    the distinct contents in the store."""
     files = {"archived": 0, "pending": 0, "failed": 0}
     volume = dict.fromkeys(files, 0)
     reasons = []
@@ -137,5 +138,6 @@ def describe_coverage(rows: list[CoverageRow]) -> str:
     failed = f" ({', '.join(reasons)})" if reasons else ""
     return (
         f"archive: {files['archived']} files archived ({volume['archived']:,} bytes), "
-        f"{files['pending']} pending, {files['failed']} failed{failed}"
+        f"{files['pending']} pending, {files['failed']} failed{failed}; the store holds "
+        f"{stored['objects']} distinct contents ({stored['bytes']:,} bytes)"
     )

@@ -25,7 +25,6 @@ OUTSIDE_PLACEHOLDER = "https://outside.example.invalid/"
 FILE_ROUTE = "/_files/"
 OUTSIDE_HOST = "localhost"
 CHUNK = 64 * 1024
-KINDS = ("ok", "missing", "slow", "oversized", "outside", "html", "duplicate")
 DUPLICATE_BYTES = 4096
 ERROR_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head></html>\n"
 _PATH = re.compile(r"^/_files/(\d+)/(\d+)/")
@@ -49,8 +48,15 @@ class FileShapes:
     def kind(self, record_id: int) -> str:
         digest = hashlib.sha256(f"{self.seed}:{record_id}".encode()).digest()
         roll = int.from_bytes(digest[:8], "big") / 2**64
-        for name in KINDS[1:]:
-            share = float(getattr(self, name))
+        shares = (
+            ("missing", self.missing),
+            ("slow", self.slow),
+            ("oversized", self.oversized),
+            ("outside", self.outside),
+            ("html", self.html),
+            ("duplicate", self.duplicate),
+        )
+        for name, share in shares:
             if roll < share:
                 return name
             roll -= share

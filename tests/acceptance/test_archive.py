@@ -6,6 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
+from tests.acceptance.test_daemon_cli import start_daemon, stop
 from tests.archive_support import (
     FAILED_AS,
     archive_dataset,
@@ -15,7 +16,6 @@ from tests.archive_support import (
     mirror_state,
     prepare,
 )
-from tests.acceptance.test_daemon_cli import start_daemon, stop
 from tests.cli_support import Cli
 from tests.helpers import dump_database_sync
 from tests.s3_server import SECRET_KEY
@@ -26,9 +26,7 @@ def _keys(root: Path, under: str) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (root / under).rglob("*") if p.is_file())
 
 
-def test_archive_into_a_directory(
-    cli: Cli, sim_factory, database_url: str, tmp_path: Path
-) -> None:
+def test_archive_into_a_directory(cli: Cli, sim_factory, database_url: str, tmp_path: Path) -> None:
     sim = sim_factory(archive_dataset(), slow_file_chunk_s=0.01)
     root = tmp_path / "archive"
     prepare(cli, sim, tmp_path, f"file://{root}")
