@@ -152,16 +152,6 @@ class ArchiveObjects:
             return removed
         return removed
 
-    async def keys(self, root: str) -> list[str]:
-        """Every key under ``root`` (tests and the benchmark look at the layout)."""
-        found: list[str] = []
-        try:
-            async for batch in obstore.list(self.store, root.rstrip("/") + "/", chunk_size=1000):
-                found.extend(meta["path"] for meta in batch)
-        except FileNotFoundError:
-            pass
-        return found
-
 
 def _describe(exc: BaseException) -> str:
     # obstore's messages carry a multi-line debug dump; the first line is the message.

@@ -40,4 +40,3 @@ def contradicts(text: str | None, length: int) -> bool:
     """Whether ``length`` bytes cannot be what the size text describes."""
     bounds = size_bounds(text)
     return bounds is not None and not bounds[0] <= length <= bounds[1]
-
