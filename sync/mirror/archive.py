@@ -83,17 +83,18 @@ class ArchiveTable:
                 conditions.append(or_(_STATE.c.next_try_at.is_(None), _STATE.c.next_try_at <= now))
             if below_id is not None:
                 conditions.append(_FILES.c.id < below_id)
-            candidates = list(
-                (
-                    await conn.scalars(
-                        select(_FILES.c.id)
-                        .select_from(_FILES.outerjoin(_STATE, _STATE.c.file_id == _FILES.c.id))
-                        .where(and_(*conditions))
-                        .order_by(_FILES.c.id.desc())
-                        .limit(limit)
-                    )
-                ).all()
+            query = (
+                select(_FILES.c.id)
+                .select_from(_FILES.outerjoin(_STATE, _STATE.c.file_id == _FILES.c.id))
+                .where(and_(*conditions))
+                .order_by(_FILES.c.id.desc())
+                .limit(limit)
             )
+            if self._dialect.postgres:
+                # Claimers racing each other take disjoint candidates instead of all reaching
+                # for the same newest ones; the row locks last only this short transaction.
+                query = query.with_for_update(of=_FILES, skip_locked=True)
+            candidates = list((await conn.scalars(query)).all())
             if not candidates:
                 return []
             await conn.execute(
