@@ -13,7 +13,6 @@ import structlog
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskID,
@@ -49,9 +48,9 @@ class ArchiveProgress:
                 TextColumn("[bold]archive"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("files ·"),
-                DownloadColumn(),
-                TextColumn("· {task.fields[failed]} failed"),
+                TextColumn(
+                    "files · {task.fields[megabytes]:,.1f} MB · {task.fields[failed]} failed"
+                ),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
@@ -61,7 +60,7 @@ class ArchiveProgress:
     def __enter__(self) -> ArchiveProgress:
         if self._bar is not None:
             self._bar.start()
-            self._task = self._bar.add_task("archive", total=self._total, failed=0)
+            self._task = self._bar.add_task("archive", total=self._total, failed=0, megabytes=0.0)
         return self
 
     def __exit__(
@@ -76,7 +75,9 @@ class ArchiveProgress:
     def file_done(self, tally: ArchiveTally) -> None:
         done = tally.archived + tally.failures
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=done, failed=tally.failures)
+            self._bar.update(
+                self._task, completed=done, failed=tally.failures, megabytes=tally.bytes / 1e6
+            )
             return
         now = time.monotonic()
         if now - self._last_line >= self._interval:
