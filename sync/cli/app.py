@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.cli.archive import archive_pass, describe_coverage, describe_tally
 from sync.cli.logs import configure_logging
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings, load_settings
@@ -334,6 +333,8 @@ def status(
             f"{totals['deleted']} marked deleted, {totals['rejected']} rejected records set aside"
         )
         if coverage is not None:
+            from sync.cli.archive import describe_coverage  # obstore loads only when archiving
+
             out.print(describe_coverage(coverage, stored), markup=False)
         return ExitCode.OK
 
@@ -352,6 +353,8 @@ def archive(
     """Download every mirrored file not archived yet into SYNC_ARCHIVE_URL, content-addressed
     (sha256/<2 hex>/<64 hex>). Exit 0 when all are archived, 3 when some failed (later runs
     try them again)."""
+
+    from sync.cli.archive import archive_pass, describe_tally  # obstore, for this command only
 
     async def body(settings: Settings) -> int:
         started = time.monotonic()
