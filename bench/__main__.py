@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import sections
+from bench import archive, sections
 from bench.databases import postgres_problem, postgres_version
 from bench.report import console_table, markdown, write_benchmarks
 from bench.sections import FULL, QUICK, Row
 
-SECTIONS = ("ceiling", "throughput", "budget", "memory", "discovery", "dlt", "import")
+SECTIONS = ("ceiling", "throughput", "budget", "memory", "discovery", "dlt", "import", "archive")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -117,6 +117,9 @@ def main(argv: list[str]) -> int:
     if "import" in chosen:
         for backend in backends:
             rows += sections.customers_import(sizes, backend, log)
+    if "archive" in chosen:
+        rows += archive.archive_throughput(sizes, log)
+        rows += archive.archive_memory(sizes, log)
     elapsed = time.perf_counter() - started
     notes.append(
         f"- Sizes: {sizes}; medians of {sizes.reps} run(s), tool and baselines interleaved "

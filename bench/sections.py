@@ -41,6 +41,12 @@ class Sizes:
     dlt_latency_customers: int
     # Customers the discovery benchmark finds (a first discovery, then one with nothing new).
     discovery_customers: int
+    # The archive: files of up to archive_file_bytes over a small data set; and the size of
+    # the big files of the memory check.
+    archive_customers: int = 40
+    archive_mean_files: float = 10
+    archive_file_bytes: int = 4_000_000
+    archive_big_bytes: int = 100_000_000
 
 
 # The brief's sizes: 300,000 records over 3,000 customers, a budget run of over 10,000
@@ -78,6 +84,10 @@ QUICK = Sizes(
     import_customers=2_000,
     dlt_latency_customers=10,
     discovery_customers=2_000,
+    archive_customers=6,
+    archive_mean_files=5,
+    archive_file_bytes=200_000,
+    archive_big_bytes=20_000_000,
 )
 
 

@@ -29,13 +29,20 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=float, default=None)
     parser.add_argument("--rate-burst", type=float, default=None)
     parser.add_argument("--encode-per-request", action="store_true")
+    parser.add_argument("--file-bytes", type=int, nargs=2, metavar=("MIN", "MAX"))
     return parser.parse_args(argv)
 
 
 async def _serve(args: argparse.Namespace) -> None:
     from sync.sim import SimConfig, SimDataset, Simulator
+    from sync.sim.files import FileShapes
 
-    dataset = SimDataset(seed=args.seed, customers=args.customers, mean_files=args.mean_files)
+    files = None
+    if args.file_bytes:
+        files = FileShapes(min_bytes=args.file_bytes[0], max_bytes=args.file_bytes[1])
+    dataset = SimDataset(
+        seed=args.seed, customers=args.customers, mean_files=args.mean_files, files=files
+    )
     config = SimConfig(
         app_id=APP_ID,
         app_key=APP_KEY,
@@ -66,6 +73,7 @@ class SimProcess:
         rate_limit: float | None = None,
         rate_burst: float | None = None,
         prebuilt_pages: bool = True,
+        file_bytes: tuple[int, int] | None = None,
     ) -> None:
         self.customers = customers
         self.mean_files = mean_files
@@ -84,6 +92,8 @@ class SimProcess:
             argv.append(f"--rate-burst={rate_burst}")
         if not prebuilt_pages:
             argv.append("--encode-per-request")
+        if file_bytes is not None:
+            argv += ["--file-bytes", str(file_bytes[0]), str(file_bytes[1])]
         self._argv = argv
         self._proc: subprocess.Popen[bytes] | None = None
         self.base_url = ""

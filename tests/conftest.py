@@ -24,6 +24,7 @@ from sync.mirror import database as db
 from sync.mirror.store import MirrorStore
 from sync.sim import SimThread
 from tests.cli_support import Cli, cli_for, sim_threads
+from tests.s3_server import REQUIRE_S3, S3Server, s3_server
 
 PG_ADMIN_URL = os.environ.get("TANMA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("TANMA_REQUIRE_POSTGRES", "") not in ("", "0", "false")
@@ -119,6 +120,17 @@ def sim_factory() -> Iterator[Callable[..., SimThread]]:
     """``start(dataset, **config)`` serves a simulator on loopback until the test ends."""
     with sim_threads() as start:
         yield start
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server on loopback (SeaweedFS), one per test session."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        if isinstance(server, str):
+            if REQUIRE_S3:
+                pytest.fail(f"{server} (TANMA_REQUIRE_S3 is set)")
+            pytest.skip(server)
+        yield server
 
 
 @pytest.fixture

@@ -85,7 +85,10 @@ def _execute(body: Callable[[Settings], Coroutine[Any, Any, int]], **overrides: 
         configure_logging(
             settings.sync_log_format,
             settings.sync_log_level,
-            secrets=[settings.tanma_app_key.get_secret_value()],
+            secrets=[
+                settings.tanma_app_key.get_secret_value(),
+                settings.sync_archive_s3_secret_access_key.get_secret_value(),
+            ],
         )
         code: int = asyncio.run(body(settings))
     except UsageError as exc:
@@ -422,6 +425,8 @@ def status(
             recent = await store.runs.recent(runs)
             totals = await store.reads.totals()
             never_any_file = await store.reads.never_any_file()
+            coverage = await store.archive.coverage() if settings.archive_enabled else None
+            stored = await store.archive.stored_objects() if settings.archive_enabled else {}
         out.print(reports.to_table(listings.STATUS, rows, out.width))
         customers = sum(states.values())
         by_state = ", ".join(
@@ -444,6 +449,10 @@ def status(
                 f"{never_any_file} customers have returned no files on any pass: an id Tanmarket "
                 "does not know answers just so (check them with `report customers_without_files`)"
             )
+        if coverage is not None:
+            from sync.cli.archive import describe_coverage  # obstore loads only when archiving
+
+            out.print(describe_coverage(coverage, stored), markup=False)
         return ExitCode.OK
 
     _execute(body)
@@ -454,6 +463,31 @@ def _print_detail(row: dict[str, Any]) -> None:
     for f in listings.STATUS_DETAIL.fields:
         table.add_row(f.title, reports.cell_text(f.kind, row[f.name]))
     out.print(table)
+
+
+# -- archive -------------------------------------------------------------------------------
+
+
+@app.command()
+def archive(
+    limit: Annotated[
+        int | None, typer.Option(help="Archive at most this many files (newest first).")
+    ] = None,
+) -> None:
+    """Download every mirrored file not archived yet into SYNC_ARCHIVE_URL, content-addressed
+    (sha256/<2 hex>/<64 hex>). Exit 0 when all are archived, 3 when some failed (later runs
+    try them again)."""
+
+    from sync.cli.archive import archive_pass, describe_tally  # obstore, for this command only
+
+    async def body(settings: Settings) -> int:
+        started = time.monotonic()
+        async with _store(settings) as store:
+            tally = await archive_pass(settings, store, limit)
+        out.print(describe_tally(tally, time.monotonic() - started), markup=False)
+        return ExitCode.PARTIAL if tally.failures else ExitCode.OK
+
+    _execute(body)
 
 
 # -- report --------------------------------------------------------------------------------

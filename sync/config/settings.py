@@ -31,7 +31,7 @@ from sync.domain.errors import ConfigError
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 # Settings whose values must never be echoed back, not even in an error about them.
-SECRET_SETTINGS = frozenset({"tanma_app_key"})
+SECRET_SETTINGS = frozenset({"tanma_app_key", "sync_archive_s3_secret_access_key"})
 ENV_FILE = ".env"
 SETTING_PREFIXES = ("TANMA_", "SYNC_")
 # Variables with a settings prefix that are not settings: the test suite's and the benchmark's
@@ -43,6 +43,8 @@ HARNESS_VARIABLES = frozenset(
         "TANMA_BENCH_PG_URL",
         "TANMA_SOAK",
         "TANMA_RELIABILITY_SEED",
+        "TANMA_TEST_S3_ENDPOINT",
+        "TANMA_REQUIRE_S3",
     }
 )
 
@@ -103,6 +105,35 @@ class Settings(BaseSettings):
     # After a sweep the breaker stopped, the next one is tried after 1 min, then 2, 4, … up to
     # this (sync/daemon/schedule.py outage_backoff).
     sync_outage_backoff_max: Duration = Field(default=900.0, gt=0)
+
+    # The file archive: off while SYNC_ARCHIVE_URL is empty. sync/archive/ reads the URL and
+    # the host patterns, once, when a command that archives starts.
+    sync_archive_url: str = ""
+    sync_archive_hosts: str = "*.tanmarket.cn"
+    sync_archive_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    sync_archive_concurrency: int = Field(default=4, ge=1, le=256)
+    sync_archive_rate_limit: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    sync_archive_max_attempts: int = Field(default=3, ge=1, le=100)
+    sync_archive_backoff_base: Duration = 1.0
+    sync_archive_backoff_max: Duration = 30.0
+    sync_archive_timeout: Duration = Field(default=60.0, gt=0)
+    sync_archive_max_redirects: int = Field(default=5, ge=0, le=20)
+    sync_archive_retry_base: Duration = Field(default=600.0, ge=0)
+    sync_archive_retry_max: Duration = Field(default=86_400.0, ge=0)
+    sync_archive_claim_ttl: Duration = Field(default=300.0, ge=1)
+    sync_archive_idle: Duration = Field(default=60.0, gt=0)
+    sync_archive_s3_endpoint: str = ""
+    sync_archive_s3_region: str = ""
+    sync_archive_s3_access_key_id: str = ""
+    sync_archive_s3_secret_access_key: SecretStr = SecretStr("")
+
+    @field_validator("sync_archive_s3_endpoint")
+    @classmethod
+    def _s3_endpoint(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
     @field_validator("tanma_base_url")
     @classmethod
@@ -165,6 +196,10 @@ class Settings(BaseSettings):
     @cached_property
     def http_listen_address(self) -> tuple[str, int] | None:
         return parse_listen_address(self.sync_http_listen)
+
+    @property
+    def archive_enabled(self) -> bool:
+        return not is_off(self.sync_archive_url)
 
     @property
     def lookback_ids(self) -> int:

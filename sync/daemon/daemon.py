@@ -28,7 +28,11 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from sync.api.client import TanmaClient
+from sync.archive.fetch import Fetcher
+from sync.archive.objects import ArchiveObjects
+from sync.archive.runner import Archiver, archive_fetcher, archive_objects
 from sync.config.settings import Settings, is_off
+from sync.daemon.archiving import ArchiveLoop
 from sync.daemon.discoveries import DiscoveryJobs
 from sync.daemon.listener import StatusListener
 from sync.daemon.schedule import (
@@ -115,6 +119,7 @@ class Daemon:
         schedule: DaemonSchedule | None = None,
         worker_id: str | None = None,
         burst: bool = False,
+        archive: tuple[ArchiveObjects, Fetcher] | None = None,
     ) -> None:
         self.settings = settings
         self.schedule = schedule or daemon_schedule(settings)
@@ -142,6 +147,20 @@ class Daemon:
             on_credentials_rejected=self.sweeper.credentials_rejected,
         )
         self._discovery_task: asyncio.Task[None] | None = None
+        self.archive_loop: ArchiveLoop | None = None
+        if archive is not None:
+            objects, fetcher = archive
+            archiver = Archiver(
+                settings,
+                store.archive,
+                objects,
+                fetcher,
+                claimer=self.worker_id,
+                stopping=lambda: self.stopping,
+            )
+            self.archive_loop = ArchiveLoop(
+                archiver, self.sweeper.metrics, idle_s=settings.sync_archive_idle
+            )
         self.listener: StatusListener | None = None
         self.started = asyncio.Event()  # set once listening and scheduled
         self.exit_code = ExitCode.OK
@@ -239,6 +258,8 @@ class Daemon:
         if self.burst or self.stopping:
             return
         self._scheduler = self._schedule_jobs()
+        if self.archive_loop is not None:
+            self.archive_loop.start()
 
     def _schedule_jobs(self) -> AsyncIOScheduler:
         sweep, full = self.schedule.sweep, self.schedule.full
@@ -296,6 +317,8 @@ class Daemon:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=budget * _CLEANUP_SHARE)
+        if self.archive_loop is not None:
+            await self.archive_loop.stop(budget * _CLEANUP_SHARE)
         try:
             await asyncio.wait_for(
                 self.fleet.deregister_worker(self.worker_id), budget * _CLEANUP_SHARE
@@ -351,6 +374,8 @@ class Daemon:
                     replace_existing=True,
                     misfire_grace_time=None,
                 )
+            if self.archive_loop is not None:
+                self.archive_loop.files_arrived()
 
 
 def _forced_exit(sig: int, _frame: object = None) -> None:
@@ -372,19 +397,26 @@ async def serve(
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
     discovery_cadences(settings)
+    objects = archive_objects(settings) if settings.archive_enabled and not burst else None
     # One writer per SQLite file: a second daemon, or a daemon beside a CLI pass, stops here.
     lock = sqlite_writer_lock(
         settings.sync_database_url,
         "daemon",
         advice="stop it first, or use PostgreSQL, where daemons and passes share the work",
     )
-    async with (
-        lock,
-        open_store(settings, migrate=migrate) as store,
-        TanmaClient(settings) as client,
-    ):
+    async with lock, contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings, migrate=migrate))
+        client = await stack.enter_async_context(TanmaClient(settings))
+        archive = None
+        if objects is not None:
+            await objects.check()
+            await objects.sweep_temporaries()
+            fetcher = await stack.enter_async_context(archive_fetcher(settings))
+            archive = (objects, fetcher)
         fleet = FleetStore(store.engine)
-        daemon = Daemon(settings, store, fleet, client, schedule=schedule, burst=burst)
+        daemon = Daemon(
+            settings, store, fleet, client, schedule=schedule, burst=burst, archive=archive
+        )
         code = await daemon.run()
         summary = daemon.sweeper.last_summary
         if burst and announce is not None and summary is not None:

@@ -16,6 +16,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sync.archive.outcomes import Reason
 from sync.domain.tally import RECORD_ACTIONS, RunStatus
 
 # The *_created series double the page for no use here; Prometheus computes rates without them.
@@ -24,6 +25,7 @@ disable_created_metrics()
 # Every label value is created at start-up so each series is scraped (as 0) from the first
 # scrape on: a series that appears only after its first event breaks rate() and alerts on it.
 CUSTOMER_RESULTS = ("synced", "failed", "handed_back")
+ARCHIVE_RESULTS = ("archived", *(reason.value for reason in Reason))
 PASS_STATUSES = tuple(
     status.value
     for status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.INTERRUPTED, RunStatus.FAILED)
@@ -80,6 +82,19 @@ class DaemonMetrics:
             "tanma_sync_pass_duration_seconds",
             "Wall time of a pass.",
             buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, float("inf")),
+            registry=r,
+        )
+        self.archive_files = Counter(
+            "tanma_sync_archive_files",
+            "Files the archive loop handled: archived, or the reason it failed.",
+            ["result"],
+            registry=r,
+        )
+        for result in ARCHIVE_RESULTS:
+            self.archive_files.labels(result)
+        self.archive_bytes = Counter(
+            "tanma_sync_archive_bytes",
+            "Bytes downloaded into archived files.",
             registry=r,
         )
         self.stalest_age = Gauge(

@@ -100,13 +100,23 @@ def parse_record(item: object, *, strings_checked: bool = False) -> FileRecord |
 
 def parse_size(text: str | None) -> int | None:
     """Bytes in a human size such as ``29.9KB``, ``812B``, ``1.2 MB`` (binary multiples)."""
+    parts = size_parts(text)
+    if parts is None:
+        return None
+    number, power = parts
+    value = float(number) * 1024**power
+    return round(value) if value <= MAX_BIGINT else None
+
+
+def size_parts(text: str | None) -> tuple[str, int] | None:
+    """A human size split into its number as written and its power of the unit (K = 1, M = 2,
+    …); None when the text is not a size."""
     if not text:
         return None
     match = _SIZE.match(text)
     if not match:
         return None
-    value = float(match.group(1)) * 1024 ** _SIZE_POWER[match.group(2).lower()]
-    return round(value) if value <= MAX_BIGINT else None
+    return match.group(1), _SIZE_POWER[match.group(2).lower()]
 
 
 _MISSING = object()

@@ -131,6 +131,29 @@ class CustomerFile(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The file's bytes in the archive (migration 0007): lowercase SHA-256 hex, and when.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FileArchiveState(Base):
+    """The archive's progress on one file: tries, the last failure, when it is due again, and
+    which archiver holds it now (a claim past ``claim_expires_at`` belongs to nobody)."""
+
+    __tablename__ = "file_archive_state"
+    __table_args__ = (Index(None, "next_try_at"), Index(None, "last_reason"))
+
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("customer_files.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_reason: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    content_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CustomerSyncState(Base):

@@ -223,6 +223,7 @@ class HealthState(StrEnum):
 
 
 SEVERITY = {state.value: rank for rank, state in enumerate(HealthState)}
+_ARCHIVE_ORDER = {"failed": 0, "pending": 1, "archived": 2}
 
 FILES = Report(
     name="files",
@@ -396,6 +397,19 @@ REPORTS: tuple[Report, ...] = (
         ),
         since=Since.NOT_APPLICABLE,
         sort_key=lambda r: (r["customer_ref"],),
+    ),
+    Report(
+        name="archive_coverage",
+        view="report_archive_coverage",
+        summary="the file archive: live files archived, pending and failed (by reason), bytes",
+        fields=(
+            ReportColumn("status", Kind.TEXT),
+            ReportColumn("reason", Kind.TEXT),
+            ReportColumn("files", Kind.COUNT),
+            ReportColumn("bytes", Kind.BYTES),
+        ),
+        since=Since.NOT_APPLICABLE,
+        sort_key=lambda r: (_ARCHIVE_ORDER.get(r["status"], 3), r["reason"] or ""),
     ),
     FILES,
 )

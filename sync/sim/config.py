@@ -43,6 +43,10 @@ class SimConfig:
     search_delete_per_request: int = 0
     search_null_external_rate: float = 0.0  # items whose externalUserId is null
     search_string_id_rate: float = 0.0  # items whose customerId is a digit string
+    # Served files (a data set with FileShapes): whether the "missing" ones are served (404
+    # until then), and the pause before each 64 KiB chunk of a "slow" one.
+    serve_missing_files: bool = False
+    slow_file_chunk_s: float = 0.05
 
     def fault_probabilities(self) -> dict[str, float]:
         return {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
@@ -85,7 +89,7 @@ _INTEGERS = frozenset(
         "search_delete_per_request",
     }
 )
-_BOOLEANS = frozenset({"prebuilt_pages"})
+_BOOLEANS = frozenset({"prebuilt_pages", "serve_missing_files"})
 _NULLABLE = frozenset({"rate_limit", "rate_burst", "max_faults_per_customer_page"})
 
 

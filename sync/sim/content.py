@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from random import Random
 
@@ -154,8 +155,13 @@ def human_size(size: int) -> str:
     return f"{size / 1024 / 1024 / 1024:.1f}GB"
 
 
-def file_fields(rng: Random, year_month: str) -> tuple[str, str]:
-    """``(fileName, fileContent)`` for one upload; ``fileContent`` is JSON text, as sent."""
+def file_fields(
+    rng: Random, year_month: str, place: Callable[[str, int], tuple[str, int]] | None = None
+) -> tuple[str, str]:
+    """``(fileName, fileContent)`` for one upload; ``fileContent`` is JSON text, as sent.
+
+    ``place(store_path, size)`` gives the URL and size to record instead of the default host
+    and the drawn size (the simulator's served files); the draws are the same either way."""
     kind, _, smallest, largest, templates = rng.choices(_FILE_KINDS, _KIND_WEIGHTS)[0]
     stem = rng.choice(templates).format(n=rng.randint(1, 12), ym=year_month)
     name = f"{stem}.{kind}"
@@ -164,9 +170,12 @@ def file_fields(rng: Random, year_month: str) -> tuple[str, str]:
     store_path = (
         f"group1/M00/{rng.randrange(256):02X}/{rng.randrange(256):02X}/{token(rng, 22)}.{kind}"
     )
+    url = f"{FILE_HOST}/{store_path}"
+    if place is not None:
+        url, size = place(store_path, size)
     content = {
         "name": name,
-        "url": f"{FILE_HOST}/{store_path}",
+        "url": url,
         "size": human_size(size),
         "type": kind,
         "fileId": store_path,

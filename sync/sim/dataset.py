@@ -34,6 +34,7 @@ from sync.domain.ids import (
 )
 from sync.sim import content
 from sync.sim.content import Staff
+from sync.sim.files import FileShapes
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=CHINA_TZ)
 MAX_USABLE_ID = 2**63 - 1
@@ -155,6 +156,7 @@ class SimDataset:
         mean_files: float = 20.0,
         poison_rate: float = 0.0,
         start: datetime = DEFAULT_START,
+        files: FileShapes | None = None,
     ) -> None:
         if customers < 0:
             raise ValueError("customers must be >= 0")
@@ -167,6 +169,7 @@ class SimDataset:
         self.mean_files = mean_files
         self.poison_rate = poison_rate
         self.start = start
+        self.files = files  # None: URLs point at a host that does not exist
         self.generation = 0
 
         self._start_ms = ms_since_epoch(start)
@@ -524,7 +527,16 @@ class SimDataset:
 
     def _build(self, rng: Random, key: int, customer: SimCustomer, poison: str | None) -> _Record:
         instant = id_time(key)
-        file_name, file_content = content.file_fields(rng, instant.strftime("%Y-%m"))
+        shapes = self.files
+        place = (
+            None
+            if shapes is None
+            else lambda path, drawn: (
+                shapes.url(key, shapes.size(key, drawn), path),
+                shapes.size(key, drawn),
+            )
+        )
+        file_name, file_content = content.file_fields(rng, instant.strftime("%Y-%m"), place)
         roll = rng.random()
         if roll < 0.05:
             operator = self._admin

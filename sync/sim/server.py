@@ -21,6 +21,7 @@ from aiohttp import web
 
 from sync.api.signing import sign
 from sync.domain.chinatime import parse_china_time
+from sync.sim import files
 from sync.sim.config import SimConfig
 from sync.sim.dataset import SimCustomer, SimDataset
 from sync.sim.faults import FaultPolicy
@@ -77,6 +78,7 @@ class Simulator:
         app.router.add_route("*", SEARCH_ENDPOINT, self._handle_search)
         app.router.add_get("/_sim/search-customers", self._admin_search_customers)
         app.router.add_post("/_sim/search-churn", self._admin_search_churn)
+        app.router.add_get(files.FILE_ROUTE + "{tail:.*}", self._serve_file)
         app.router.add_get("/_sim/stats", self._admin_stats)
         app.router.add_post("/_sim/reset-stats", self._admin_reset_stats)
         app.router.add_post("/_sim/advance", self._admin_advance)
@@ -137,6 +139,41 @@ class Simulator:
 
     def reset_stats(self) -> None:
         self.stats.reset()
+
+    # ----- served files ------------------------------------------------------------------------
+
+    async def _serve_file(self, request: web.Request) -> web.StreamResponse:
+        shapes = self.dataset.files
+        if request.host.split(":", 1)[0] == files.OUTSIDE_HOST:
+            self.stats.outside_hits += 1
+        parsed = files.parse_file_path(request.path)
+        if shapes is None or parsed is None:
+            self.stats.file_requests["unknown"] += 1
+            return self._reply(404, b"404: Not Found", "text/plain")
+        record_id, size = parsed
+        kind = shapes.kind(record_id)
+        self.stats.file_requests[kind] += 1
+        if kind == "missing" and not self.config.serve_missing_files:
+            return self._reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
+        if kind == "html":
+            return self._reply(200, files.ERROR_PAGE, "text/html; charset=utf-8")
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/octet-stream"}
+        )
+        if not (kind == "oversized" and record_id % 2 == 0):
+            # Even oversized files come without a length: only the streamed count can stop them.
+            response.content_length = size
+        await response.prepare(request)
+        chunks = files.file_chunks(record_id, size, duplicate=kind == "duplicate")
+        try:
+            for chunk in chunks:
+                if kind == "slow":
+                    await asyncio.sleep(self.config.slow_file_chunk_s)
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client stopped reading (a size cap, a killed archiver): its choice
+        return response
 
     # ----- the endpoint ------------------------------------------------------------------------
 
@@ -323,6 +360,14 @@ class Simulator:
             self.stats.unknown_customers += 1
         payload, count = self._page_bytes(customer, size, last_id)
         self.stats.records_served += count
+        if self.dataset.files is not None and self.base_url is not None:
+            # URLs inside fileContent are JSON in a JSON string: their slashes are not escaped,
+            # so the placeholder hosts appear verbatim in the page.
+            own = f"{self.base_url}{files.FILE_ROUTE}".encode()
+            outside = own.replace(b"127.0.0.1", files.OUTSIDE_HOST.encode(), 1)
+            payload = payload.replace(files.FILE_PLACEHOLDER.encode(), own).replace(
+                files.OUTSIDE_PLACEHOLDER.encode(), outside
+            )
         return self._reply(200, payload, JSON_TYPE)
 
     async def _inject(

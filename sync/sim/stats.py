@@ -39,6 +39,10 @@ class SimStats:
         self.search_past_cap = 0  # search requests that asked past the cap (never, from us)
         self.customers_served = 0
         self.max_concurrency = self.in_flight
+        # Served files: requests by the file's kind, and any request that came in by a host
+        # name outside the allow-list (an archiver must never make one).
+        self.file_requests: Counter[str] = Counter()
+        self.outside_hits = 0
 
     def enter(self) -> None:
         self.requests_total += 1
@@ -84,6 +88,8 @@ class SimStats:
             "search_past_cap": self.search_past_cap,
             "customers_served": self.customers_served,
             "max_concurrency": self.max_concurrency,
+            "file_requests": dict(self.file_requests),
+            "outside_hits": self.outside_hits,
             "in_flight": self.in_flight,
         }
 

@@ -26,6 +26,13 @@ def loaded_after(statement: str, modules: list[str]) -> dict[str, bool]:
             "import sync.cli.app; from sync.config.settings import load_settings; load_settings()",
             ["apscheduler", "prometheus_client", "sync.daemon.schedule"],
         ),
+        # Only archiving loads the object-store library; the archive's rules load no I/O.
+        ("import sync.cli.app", ["obstore", "sync.archive.runner"]),
+        (
+            "import sync.archive.policy, sync.archive.sizes, sync.archive.layout, "
+            "sync.archive.bodies, sync.archive.outcomes, sync.archive.location",
+            ["aiohttp", "obstore", "sqlalchemy", "sync.config.settings"],
+        ),
         # The pure core loads no I/O library.
         (
             "import sync.domain.records, sync.domain.pager, sync.domain.ids",

@@ -47,6 +47,7 @@ def test_an_unknown_name_lists_every_valid_one() -> None:
 
 def test_every_reporting_view_has_a_report() -> None:
     assert {r.view for r in reports.REPORTS} == {
+        "report_archive_coverage",
         "report_files",
         "report_files_per_customer",
         "report_files_per_day",

@@ -361,7 +361,7 @@ def test_infinite_rate_limit_is_a_config_error(value: str) -> None:
 def test_env_example_lists_every_setting_and_loads_as_is(monkeypatch, tmp_path) -> None:
     """.env.example is the settings' documentation: it names each one, and a copy of it loads."""
     example = Path(__file__).resolve().parents[2] / ".env.example"
-    listed = set(re.findall(r"^([A-Z_]+)=", example.read_text(encoding="utf-8"), re.MULTILINE))
+    listed = set(re.findall(r"^([A-Z0-9_]+)=", example.read_text(encoding="utf-8"), re.MULTILINE))
     assert listed == {name.upper() for name in Settings.model_fields}
     shutil.copy(example, tmp_path / ".env")
     monkeypatch.chdir(tmp_path)
