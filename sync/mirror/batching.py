@@ -60,6 +60,10 @@ class Batcher(Generic[T, R]):
         except asyncio.CancelledError:
             if entry in self._queue:  # not written and nobody will: forget it
                 self._queue.remove(entry)
+            else:
+                # In a batch another caller is writing: its outcome has no reader any more, and
+                # an error left unread would be logged at exit as a stray traceback.
+                entry.result.add_done_callback(_read_outcome)
             raise
         return entry.result.result()
 
@@ -113,3 +117,8 @@ class Batcher(Generic[T, R]):
             return
         for entry, result in zip(batch, results, strict=True):
             entry.result.set_result(result)
+
+
+def _read_outcome(result: asyncio.Future[Any]) -> None:
+    if not result.cancelled():
+        result.exception()
