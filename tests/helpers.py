@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -96,3 +97,8 @@ def dump_database_sync(database_url: str) -> str:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+# The integration tests' `start_sim` fixture: start(dataset, **SimConfig fields) gives the
+# running simulator and its base URL.
+StartSim = Callable[..., Any]

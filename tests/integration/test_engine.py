@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
 import pytest
 from sqlalchemy import func, select
 
@@ -14,25 +11,13 @@ from sync.domain.errors import CredentialsRejected
 from sync.domain.pager import PassMode
 from sync.mirror.models import CustomerSyncState, RejectedRecordRow, SyncRun
 from sync.mirror.store import MirrorStore
-from sync.sim import SimConfig, SimDataset, Simulator
-from tests.helpers import APP_ID, APP_KEY, assert_mirror_equals, fetch_mirror, make_settings
-
-StartSim = Callable[..., Any]
-
-
-@pytest.fixture
-async def start_sim() -> AsyncIterator[StartSim]:
-    running: list[Simulator] = []
-
-    async def start(dataset: SimDataset, **config: Any) -> tuple[Simulator, str]:
-        simulator = Simulator(dataset, SimConfig(app_id=APP_ID, app_key=APP_KEY, **config))
-        url = await simulator.start("127.0.0.1", 0)
-        running.append(simulator)
-        return simulator, url
-
-    yield start
-    for simulator in running:
-        await simulator.stop()
+from sync.sim import SimDataset
+from tests.helpers import (
+    StartSim,
+    assert_mirror_equals,
+    fetch_mirror,
+    make_settings,
+)
 
 
 async def import_all(store: MirrorStore, dataset: SimDataset) -> None:
