@@ -88,6 +88,8 @@ def _execute(body: Callable[[Settings], Coroutine[Any, Any, int]], **overrides: 
             secrets=[
                 settings.tanma_app_key.get_secret_value(),
                 settings.sync_archive_s3_secret_access_key.get_secret_value(),
+                settings.sync_console_token.get_secret_value(),
+                settings.sync_console_password.get_secret_value(),
             ],
         )
         code: int = asyncio.run(body(settings))
@@ -463,6 +465,35 @@ def _print_detail(row: dict[str, Any]) -> None:
     for f in listings.STATUS_DETAIL.fields:
         table.add_row(f.title, reports.cell_text(f.kind, row[f.name]))
     out.print(table)
+
+
+# -- console -------------------------------------------------------------------------------
+
+
+@app.command()
+def console(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (SYNC_CONSOLE_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (SYNC_CONSOLE_PORT).")] = None,
+) -> None:
+    """Serve the read-only operator console for this mirror until Ctrl-C (the daemon serves
+    the same pages under /console/ on SYNC_HTTP_LISTEN)."""
+    from sync.console.serve import console_credentials, serve_console
+
+    async def body(settings: Settings) -> int:
+        credentials = console_credentials(settings)
+        async with _store(settings, read_only=True) as store:
+            return await serve_console(
+                settings, store, credentials, lambda line: out.print(line, markup=False)
+            )
+
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["sync_console_host"] = host
+    if port is not None:
+        overrides["sync_console_port"] = port
+    _execute(body, **overrides)
 
 
 # -- archive -------------------------------------------------------------------------------

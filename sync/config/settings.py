@@ -31,7 +31,14 @@ from sync.domain.errors import ConfigError
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 # Settings whose values must never be echoed back, not even in an error about them.
-SECRET_SETTINGS = frozenset({"tanma_app_key", "sync_archive_s3_secret_access_key"})
+SECRET_SETTINGS = frozenset(
+    {
+        "tanma_app_key",
+        "sync_archive_s3_secret_access_key",
+        "sync_console_token",
+        "sync_console_password",
+    }
+)
 ENV_FILE = ".env"
 SETTING_PREFIXES = ("TANMA_", "SYNC_")
 # Variables with a settings prefix that are not settings: the test suite's and the benchmark's
@@ -126,6 +133,16 @@ class Settings(BaseSettings):
     sync_archive_s3_region: str = ""
     sync_archive_s3_access_key_id: str = ""
     sync_archive_s3_secret_access_key: SecretStr = SecretStr("")
+
+    # The operator console (sync/console/): on the daemon's SYNC_HTTP_LISTEN under /console/,
+    # or served alone by `tanma-sync console` on SYNC_CONSOLE_HOST:SYNC_CONSOLE_PORT. Off
+    # loopback it needs the token or the user and password (sync/console/auth.py).
+    sync_console: bool = True
+    sync_console_host: str = "127.0.0.1"
+    sync_console_port: int = Field(default=9478, ge=0, le=65535)
+    sync_console_token: SecretStr = SecretStr("")
+    sync_console_user: str = ""
+    sync_console_password: SecretStr = SecretStr("")
 
     @field_validator("sync_archive_s3_endpoint")
     @classmethod

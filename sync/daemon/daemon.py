@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -32,6 +33,8 @@ from sync.archive.fetch import Fetcher
 from sync.archive.objects import ArchiveObjects
 from sync.archive.runner import Archiver, archive_fetcher, archive_objects
 from sync.config.settings import Settings, is_off
+from sync.console.app import console_app
+from sync.console.auth import ConsoleCredentials, check_binding
 from sync.daemon.archiving import ArchiveLoop
 from sync.daemon.discoveries import DiscoveryJobs
 from sync.daemon.listener import StatusListener
@@ -95,6 +98,13 @@ def discovery_cadences(settings: Settings) -> tuple[Cadence | None, Cadence | No
     return cadences[0], cadences[1]
 
 
+def console_check(settings: Settings) -> None:
+    """A console on a listener off loopback needs credentials; refused before any I/O."""
+    address = settings.http_listen_address
+    if settings.sync_console and address is not None:
+        check_binding(address[0], ConsoleCredentials.from_settings(settings), "SYNC_HTTP_LISTEN")
+
+
 def burst_exit_code(report: RunReport | None, failure: str | None) -> ExitCode:
     """What ``daemon --burst`` exits with, from its one sweep: the status its run recorded."""
     if failure is not None:
@@ -124,6 +134,7 @@ class Daemon:
         self.settings = settings
         self.schedule = schedule or daemon_schedule(settings)
         self.fleet = fleet
+        self.store = store
         self.worker_id = worker_id or settings.sync_worker_id or default_worker_id()
         self.burst = burst
         self.stopping = False
@@ -239,6 +250,7 @@ class Daemon:
                 lambda: self.sweeper.liveness(scheduled=scheduled),
                 lambda: self.sweeper.readiness(scheduled=scheduled),
                 self.sweeper.metrics,
+                console=self._console(),
             )
             try:
                 await self.listener.start(*address)
@@ -260,6 +272,14 @@ class Daemon:
         self._scheduler = self._schedule_jobs()
         if self.archive_loop is not None:
             self.archive_loop.start()
+
+    def _console(self) -> web.Application | None:
+        """The console's pages for the status listener, when SYNC_CONSOLE is on."""
+        if not self.settings.sync_console:
+            return None
+        return console_app(
+            self.store, self.settings, ConsoleCredentials.from_settings(self.settings)
+        )
 
     def _schedule_jobs(self) -> AsyncIOScheduler:
         sweep, full = self.schedule.sweep, self.schedule.full
@@ -397,6 +417,7 @@ async def serve(
     settings.require_credentials()
     schedule = daemon_schedule(settings)  # a bad schedule is one line, before any I/O
     discovery_cadences(settings)
+    console_check(settings)
     objects = archive_objects(settings) if settings.archive_enabled and not burst else None
     # One writer per SQLite file: a second daemon, or a daemon beside a CLI pass, stops here.
     lock = sqlite_writer_lock(

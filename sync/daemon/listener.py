@@ -1,5 +1,7 @@
 """The daemon's status listener: ``GET /healthz`` (liveness), ``GET /readyz`` (readiness) and
-``GET /metrics`` (Prometheus text); sync/daemon/health.py says what each judges."""
+``GET /metrics`` (Prometheus text); sync/daemon/health.py says what each judges. With the
+console on, its pages are under ``/console/`` (behind its own credentials; the probes and
+``/metrics`` stay open to the scrapers)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from sync.console.app import mount
 from sync.daemon.health import Health
 from sync.daemon.metrics import DaemonMetrics
 
@@ -21,9 +24,14 @@ class StatusListener:
     reasons) and ``/metrics``."""
 
     def __init__(
-        self, liveness: Callable[[], Health], readiness: Probe, metrics: DaemonMetrics
+        self,
+        liveness: Callable[[], Health],
+        readiness: Probe,
+        metrics: DaemonMetrics,
+        console: web.Application | None = None,
     ) -> None:
         self._liveness = liveness
+        self._console = console
         self._readiness = readiness
         self._metrics = metrics
         self._runner: web.AppRunner | None = None
@@ -34,6 +42,8 @@ class StatusListener:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
+        if self._console is not None:
+            mount(app, self._console)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

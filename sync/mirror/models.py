@@ -78,6 +78,8 @@ class Customer(Base):
         CheckConstraint(
             "customer_id IS NOT NULL OR external_user_id IS NOT NULL", name="identified"
         ),
+        # The console's "gone" filter (migration 0010).
+        Index(None, "gone_at"),
     )
 
     id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
@@ -160,6 +162,8 @@ class CustomerSyncState(Base):
     """One small row per customer: the persisted ``CustomerCursor`` and the last outcome."""
 
     __tablename__ = "customer_sync_state"
+    # The console's state filters and staleness histogram (migration 0010).
+    __table_args__ = (Index(None, "last_success_at"), Index(None, "consecutive_failures"))
 
     customer_ref: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
