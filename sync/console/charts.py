@@ -170,7 +170,7 @@ def _axis(scale_top: float, plot_w: float, plot_h: float, unit: str) -> str:
         y = _PAD_TOP + plot_h - fraction * plot_h
         parts.append(
             f'<line class="grid" x1="{_PAD_LEFT}" y1="{y:.1f}" x2="{_PAD_LEFT + plot_w:.1f}" '
-            f'y2="{y:.1f}"/><text class="tick" x="{_PAD_LEFT - 4}" y="{y + 4:.1f}" '
+            f'y2="{y:.1f}"/><text class="axis" x="{_PAD_LEFT - 4}" y="{y + 4:.1f}" '
             f'text-anchor="end">{escape(format_number(scale_top * fraction))}{escape(unit)}</text>'
         )
     return "".join(parts)

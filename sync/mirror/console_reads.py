@@ -108,7 +108,7 @@ class ConsoleReads:
         inner = select(state).select_from(_CUSTOMER_STATE).subquery()
         query = select(inner.c.state, func.count()).group_by(inner.c.state)
         async with self._engine.connect() as conn:
-            found = {name: int(n) for name, n in (await conn.execute(query)).tuples()}
+            found = {name: int(n) for name, n in (await conn.execute(query)).all()}
         return {name: found.get(name, 0) for name in STATES}
 
     async def staleness_histogram(
@@ -131,7 +131,7 @@ class ConsoleReads:
         )
         query = select(inner.c.bucket, func.count()).group_by(inner.c.bucket)
         async with self._engine.connect() as conn:
-            found = {int(i): int(n) for i, n in (await conn.execute(query)).tuples()}
+            found = {int(i): int(n) for i, n in (await conn.execute(query)).all()}
         return [found.get(i, 0) for i in range(len(buckets))]
 
     async def runs_since(self, since: datetime) -> list[dict[str, Any]]:
@@ -291,7 +291,7 @@ class ConsoleReads:
             if row is None:
                 return {}
             found = dict(row)
-            found["archive"] = {s: int(n) for s, n in (await conn.execute(archive)).tuples()}
+            found["archive"] = {s: int(n) for s, n in (await conn.execute(archive)).all()}
             found["deleted_files"] = int(
                 await conn.scalar(
                     select(func.count()).where(
@@ -402,7 +402,7 @@ class ConsoleReads:
             .limit(limit)
         )
         async with self._engine.connect() as conn:
-            return [(reason, int(n)) for reason, n in (await conn.execute(query)).tuples()]
+            return [(reason, int(n)) for reason, n in (await conn.execute(query)).all()]
 
     async def rejected_customers(self, after: int | None, before: int | None, limit: int) -> Page:
         """A page of search items discovery set aside, newest row first."""

@@ -118,7 +118,7 @@ def test_customer_runs_and_rejected_pages(page, served: Served) -> None:
     assert page.locator("#files tr").count() == 51
     assert HOSTILE in page.inner_text("#files")  # the hostile file name, as text
     assert page.locator("a[href^='javascript:']").count() == 0
-    timed(page, f"{served.url}/customers/8", "a failing customer", served.backend)
+    timed(page, f"{served.url}/customers/74", "a failing customer", served.backend)
     timed(page, f"{served.url}/runs", "runs", served.backend)
     assert page.locator("#runs tr").count() == 51
     timed(page, f"{served.url}/runs?status=partial", "runs, partial", served.backend)
