@@ -108,7 +108,7 @@ async def test_staleness_histogram_counts_every_checked_customer(
 async def test_every_page_renders_escaped_and_without_the_app_key(
     open_client: TestClient,
 ) -> None:
-    for path in PAGES + ("/rejected?kind=customers", "/customers?state=failing&q=owner"):
+    for path in (*PAGES, "/rejected?kind=customers", "/customers?state=failing&q=owner"):
         response = await open_client.get(f"/console{path}")
         text = await response.text()
         assert response.status == 200, (path, text[:500])
@@ -227,7 +227,9 @@ async def _ready() -> Health:
 def test_a_daemon_console_off_loopback_needs_credentials(settings: Settings) -> None:
     exposed = settings.model_copy(update={"sync_http_listen": "0.0.0.0:9477"})
     exposed.__dict__.pop("http_listen_address", None)
-    with pytest.raises(ConfigError, match="SYNC_HTTP_LISTEN: the console would listen on 0.0.0.0"):
+    with pytest.raises(
+        ConfigError, match=r"SYNC_HTTP_LISTEN: the console would listen on 0\.0\.0\.0"
+    ):
         console_check(exposed)
     console_check(exposed.model_copy(update={"sync_console": False}))
     from pydantic import SecretStr

@@ -56,7 +56,7 @@ def test_stacked_bars_are_well_formed_and_proportional() -> None:
     heights = [float(r.get("height")) for r in drawn]
     assert heights[0] == pytest.approx(heights[1] + heights[2])
     assert root.get("role") == "img" and root.get("aria-label") == "records"
-    assert [t.text for t in root.iter(f"{SVG}title")][0] == "records"
+    assert next(t.text for t in root.iter(f"{SVG}title")) == "records"
 
 
 def test_reference_line_sits_at_its_value_and_raises_the_scale() -> None:
@@ -240,7 +240,7 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 
 def test_no_credentials_off_loopback_is_refused() -> None:
-    with pytest.raises(ConfigError, match="SYNC_CONSOLE_HOST: .*0.0.0.0.* not a loopback"):
+    with pytest.raises(ConfigError, match=r"SYNC_CONSOLE_HOST: .*0\.0\.0\.0.* not a loopback"):
         check_binding("0.0.0.0", ConsoleCredentials(), "SYNC_CONSOLE_HOST")
     check_binding("127.0.0.1", ConsoleCredentials(), "SYNC_CONSOLE_HOST")
     check_binding("0.0.0.0", ConsoleCredentials(token="t"), "SYNC_CONSOLE_HOST")
