@@ -224,17 +224,19 @@ async def _ready() -> Health:
     return Health("ok")
 
 
-def test_a_daemon_console_off_loopback_needs_credentials(settings: Settings) -> None:
-    exposed = settings.model_copy(update={"sync_http_listen": "0.0.0.0:9477"})
-    exposed.__dict__.pop("http_listen_address", None)
+def test_a_daemon_console_off_loopback_needs_credentials(database_url: str) -> None:
+    def exposed(**overrides: object) -> Settings:
+        return make_settings(
+            "http://127.0.0.1:9", database_url, sync_http_listen="0.0.0.0:9477", **overrides
+        )
+
     with pytest.raises(
         ConfigError, match=r"SYNC_HTTP_LISTEN: the console would listen on 0\.0\.0\.0"
     ):
-        console_check(exposed)
-    console_check(exposed.model_copy(update={"sync_console": False}))
-    from pydantic import SecretStr
-
-    console_check(exposed.model_copy(update={"sync_console_token": SecretStr("t")}))
+        console_check(exposed())
+    console_check(exposed(sync_console=False))
+    console_check(exposed(sync_console_token="t"))
+    console_check(make_settings("http://127.0.0.1:9", database_url))  # loopback
 
 
 async def test_runs_around_a_customers_attempts(seeded: MirrorStore, settings: Settings) -> None:
