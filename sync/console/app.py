@@ -24,6 +24,7 @@ from sync.console.auth import (
 from sync.console.panels import OVERVIEW_PANELS, STATE_CSS, PanelContext
 from sync.console.params import BadParameter, choice, customers_query, page_at
 from sync.console.render import BASE, environment
+from sync.domain.durations import format_duration
 from sync.mirror.console_reads import STATES
 from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 from sync.mirror.store import MirrorStore
@@ -279,8 +280,8 @@ def _paging_links(
 def _shown_settings(settings: Settings) -> list[tuple[str, str]]:
     """The settings the overview states, none of them secret."""
     return [
-        ("SYNC_MAX_STALENESS", f"{settings.sync_max_staleness:g} s"),
+        ("SYNC_MAX_STALENESS", format_duration(settings.sync_max_staleness)),
         ("SYNC_RATE_LIMIT", f"{settings.sync_rate_limit:g} requests/s"),
         ("SYNC_SCHEDULE", settings.sync_schedule),
-        ("SYNC_LEASE_TTL", f"{settings.sync_lease_ttl:g} s"),
+        ("SYNC_LEASE_TTL", format_duration(settings.sync_lease_ttl)),
     ]
