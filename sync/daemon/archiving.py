@@ -24,6 +24,9 @@ log = structlog.get_logger("tanma_sync.daemon")
 # Files taken per round: small, so a round ends soon after the newest files arrive and a
 # fresh round starts from the newest again.
 ROUND_FILES_PER_DOWNLOAD = 8
+# The backlog gauge is a count over every live file: taken when the loop goes idle, and at
+# most this often while it is busy.
+BACKLOG_COUNT_EVERY_S = 30.0
 
 
 class ArchiveLoop:
@@ -33,6 +36,7 @@ class ArchiveLoop:
         self._idle_s = idle_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._backlog_counted_at: float | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -65,7 +69,9 @@ class ArchiveLoop:
                 log.warning("archive_round_failed", error=describe_db_error(exc))
                 tally = ArchiveTally()
             self._count(tally)
-            if tally.archived + tally.failures and not archiver.stopping():
+            busy = bool(tally.archived + tally.failures)
+            await self._count_backlog(busy=busy)
+            if busy and not archiver.stopping():
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_s)
@@ -77,3 +83,16 @@ class ArchiveLoop:
             m.archive_bytes.inc(tally.bytes)
         for reason, count in tally.failed.items():
             m.archive_files.labels(reason).inc(count)
+
+    async def _count_backlog(self, *, busy: bool) -> None:
+        now = asyncio.get_running_loop().time()
+        last = self._backlog_counted_at
+        if busy and last is not None and now - last < BACKLOG_COUNT_EVERY_S:
+            return
+        try:
+            pending = await self._archiver.table.pending_count(due_only=False)
+        except DATABASE_ERRORS as exc:
+            log.warning("archive_backlog_not_counted", error=describe_db_error(exc))
+            return
+        self._backlog_counted_at = now
+        self._metrics.archive_backlog.set(pending)

@@ -65,6 +65,9 @@ class StatusListener:
         return _health_page(await self._readiness())
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
+        # The health gauges are judged when asked: a scrape asks, so a Prometheus that never
+        # calls /readyz still sees them current.
+        await self._readiness()
         # Rendering is quick, but keep it off the loop's critical path all the same.
         body = await asyncio.to_thread(generate_latest, self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

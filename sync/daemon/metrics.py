@@ -4,6 +4,7 @@ default), so several daemons in one test process never mix their numbers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from typing import Any
 
 from prometheus_client import (
@@ -11,6 +12,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -26,6 +28,7 @@ disable_created_metrics()
 # scrape on: a series that appears only after its first event breaks rate() and alerts on it.
 CUSTOMER_RESULTS = ("synced", "failed", "handed_back")
 ARCHIVE_RESULTS = ("archived", *(reason.value for reason in Reason))
+DISCOVERY_KINDS = ("incremental", "full")
 PASS_STATUSES = tuple(
     status.value
     for status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.INTERRUPTED, RunStatus.FAILED)
@@ -70,6 +73,9 @@ class DaemonMetrics:
             ["kind", "status"],
             registry=r,
         )
+        for kind in DISCOVERY_KINDS:
+            for status in (*PASS_STATUSES, "skipped"):
+                self.discoveries.labels(kind, status)
         self.discovered = Counter(
             "tanma_sync_discovered_customers",
             "Customers discovery found, by what happened to them: new, updated, gone, rejected.",
@@ -117,7 +123,37 @@ class DaemonMetrics:
             "Unix time when the last pass (or empty sweep) finished without a fatal error.",
             registry=r,
         )
-        self.healthy = Gauge("tanma_sync_healthy", "1 when /healthz says ok, else 0.", registry=r)
+        self.healthy = Gauge("tanma_sync_healthy", "1 when /readyz says ok, else 0.", registry=r)
+        self.api_up = Gauge(
+            "tanma_sync_api_up",
+            "1 while the API answers; 0 while an outage postpones the sweeps or the pass's "
+            "circuit breaker is open.",
+            registry=r,
+        )
+        self.credentials_ok = Gauge(
+            "tanma_sync_credentials_ok",
+            "0 while the API rejects TANMA_APP_ID / TANMA_APP_KEY, else 1.",
+            registry=r,
+        )
+        self.max_staleness = Gauge(
+            "tanma_sync_max_staleness_seconds",
+            "SYNC_MAX_STALENESS: the bound the stalest customer's age is judged against.",
+            registry=r,
+        )
+        self.failing_customers = Gauge(
+            "tanma_sync_failing_customers",
+            "Customers (not gone upstream) whose last check failed.",
+            registry=r,
+        )
+        self.archive_backlog = Gauge(
+            "tanma_sync_archive_backlog_files",
+            "Live files without archived content, due or waiting for a retry (0 with the "
+            "archive off).",
+            registry=r,
+        )
+        Info("tanma_sync_build", "The running tanma-sync.", registry=r).info(
+            {"version": version("tanma-sync")}
+        )
         r.register(_ClientCollector(read_client))
 
 

@@ -105,6 +105,7 @@ class Sweeper:
         self._rng = random.Random()
         self.terms = lease_terms(worker_id, settings.sync_lease_ttl, settings.sync_concurrency)
         self.metrics = DaemonMetrics(self._client_tallies)
+        self.metrics.max_staleness.set(settings.sync_max_staleness)
         self.state = DaemonState()
         self.last_report: RunReport | None = None
         self.last_summary: SweepSummary | None = None
@@ -315,6 +316,10 @@ class Sweeper:
             return
         if stalest is not None:
             self.state.stalest_label, self.state.stalest_since = stalest.label, stalest.since
+        try:
+            self.metrics.failing_customers.set(await self._fleet.failing_count())
+        except DATABASE_ERRORS as exc:
+            self.state.database_error = describe_db_error(exc)
 
     # -- health ----------------------------------------------------------------------------
 
@@ -338,6 +343,9 @@ class Sweeper:
             self.metrics.stalest_age.set(age)
         breaker = self._engine.breaker
         tripped = breaker.tripped if breaker is not None else None
+        api_error = str(tripped) if tripped is not None else self.state.api_error
+        self.metrics.api_up.set(0 if api_error else 1)
+        self.metrics.credentials_ok.set(0 if self.state.credentials_error else 1)
         health = assess_readiness(
             HealthFacts(
                 now=self.clock(),
@@ -348,7 +356,7 @@ class Sweeper:
                 last_ok_pass_at=self.state.last_ok_pass_at,
                 stalest_label=self.state.stalest_label,
                 stalest_age_s=age,
-                api_error=str(tripped) if tripped is not None else self.state.api_error,
+                api_error=api_error,
                 lease_ttl_s=self._settings.sync_lease_ttl if scheduled else None,
                 last_renewed_at=self.state.last_renewed_at,
             )

@@ -320,6 +320,17 @@ class FleetStore:
             next_due = next_due.replace(tzinfo=UTC)
         return Outlook(int(backlog or 0), next_due)
 
+    async def failing_count(self) -> int:
+        """Customers still listed upstream whose last check failed (the ``failing`` state)."""
+        query = (
+            select(func.count())
+            .select_from(CustomerSyncState)
+            .join(Customer, Customer.id == CustomerSyncState.customer_ref)
+            .where(CustomerSyncState.consecutive_failures > 0, Customer.gone_at.is_(None))
+        )
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(query) or 0)
+
     async def stalest(self) -> Stalest | None:
         """The customer whose last successful check is oldest, or None without customers."""
         since = func.coalesce(CustomerSyncState.last_success_at, Customer.created_at)
