@@ -16,6 +16,7 @@ from sync.mirror.database import create_engine, pending_revisions, upgrade
 from sync.mirror.dialect import Dialect
 from sync.mirror.discovery import DiscoveryStore
 from sync.mirror.pages import PageWriter
+from sync.mirror.push_inbox import PushInboxStore
 from sync.mirror.reads import MirrorReads
 from sync.mirror.runs import RunLog
 
@@ -30,6 +31,7 @@ class MirrorStore:
         self.reads = MirrorReads(engine)
         self.discovery = DiscoveryStore(engine, self.dialect)
         self.archive = ArchiveTable(engine, self.dialect)
+        self.push = PushInboxStore(engine, self.dialect)
 
 
 @asynccontextmanager
