@@ -187,9 +187,7 @@ class LeaseFeed(_HeldLeases):
         if self._after_finish is not None:
             await self._after_finish(ref, started, outcome)
 
-    async def _finish(
-        self, assignment: Assignment, outcome: CustomerOutcome, claim: Claim
-    ) -> None:
+    async def _finish(self, assignment: Assignment, outcome: CustomerOutcome, claim: Claim) -> None:
         ref = assignment.customer.ref
         worker_id = self._terms.worker_id
         try:

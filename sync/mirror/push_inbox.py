@@ -76,9 +76,7 @@ class PushInboxStore:
 
     # -- the accept path -------------------------------------------------------------------
 
-    async def insert(
-        self, messages: Sequence[PushMessage], received_by: str | None
-    ) -> list[bool]:
+    async def insert(self, messages: Sequence[PushMessage], received_by: str | None) -> list[bool]:
         """Commit ``messages`` in one transaction; True for each that is new, False for a
         ``msgId`` already in the inbox (or earlier in the same batch)."""
         now = utc_now()
@@ -153,8 +151,9 @@ class PushInboxStore:
             adding = [
                 p.customer
                 for p in plans
-                if p.effect is Effect.ADD and p.customer is not None and _find(known, p.customer)
-                is None
+                if p.effect is Effect.ADD
+                and p.customer is not None
+                and _find(known, p.customer) is None
             ]
             if adding:
                 await self._add_customers(conn, adding)
@@ -224,8 +223,9 @@ class PushInboxStore:
 
     async def _make_due(self, conn: AsyncConnection, refs: list[int]) -> None:
         await conn.execute(
-            self._dialect.insert(_SCHEDULE)
-            .on_conflict_do_nothing(index_elements=[_SCHEDULE.c.customer_ref]),
+            self._dialect.insert(_SCHEDULE).on_conflict_do_nothing(
+                index_elements=[_SCHEDULE.c.customer_ref]
+            ),
             [{"customer_ref": ref} for ref in refs],
         )
         now = self._dialect.now()

@@ -45,8 +45,9 @@ def test_vendor_worked_example_decrypts() -> None:
 
 def test_vendor_headers_verify_within_the_window() -> None:
     headers = PushHeaders("zc_test", "1596681164807", "1", VENDOR_SIGN)
-    verify_headers(headers, app_id="zc_test", app_key="zc_test", now_ms=1596681164807 + 1000,
-                   window_s=300)
+    verify_headers(
+        headers, app_id="zc_test", app_key="zc_test", now_ms=1596681164807 + 1000, window_s=300
+    )
 
 
 def test_encrypt_is_the_inverse() -> None:
@@ -63,12 +64,18 @@ def test_corp_id_rule_and_override() -> None:
     ("headers", "reason"),
     [
         (PushHeaders("app", "1000", "1", "0" * 64), Rejection.BAD_SIGN),
-        (PushHeaders("other", "1000", "1", push_sign("other", "1", "1000", "key")),
-         Rejection.WRONG_APP_ID),
-        (PushHeaders("app", "1000", "1", push_sign("app", "1", "1000", "key")),
-         Rejection.STALE_TIMESTAMP),
-        (PushHeaders("app", "12x", "1", push_sign("app", "1", "12x", "key")),
-         Rejection.STALE_TIMESTAMP),
+        (
+            PushHeaders("other", "1000", "1", push_sign("other", "1", "1000", "key")),
+            Rejection.WRONG_APP_ID,
+        ),
+        (
+            PushHeaders("app", "1000", "1", push_sign("app", "1", "1000", "key")),
+            Rejection.STALE_TIMESTAMP,
+        ),
+        (
+            PushHeaders("app", "12x", "1", push_sign("app", "1", "12x", "key")),
+            Rejection.STALE_TIMESTAMP,
+        ),
     ],
 )
 def test_verification_refuses(headers: PushHeaders, reason: Rejection) -> None:
@@ -80,9 +87,15 @@ def test_verification_refuses(headers: PushHeaders, reason: Rejection) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[]", "not json", '{"msgId":1,"type":"x"}', '{"msgId":1,"type":"x","noise":1.5}',
-     '{"msgId":1,"type":"x","noise":9223372036854775808}', '{"type":"x","noise":1}',
-     '{"msgId":1,"noise":1}'],
+    [
+        "[]",
+        "not json",
+        '{"msgId":1,"type":"x"}',
+        '{"msgId":1,"type":"x","noise":1.5}',
+        '{"msgId":1,"type":"x","noise":9223372036854775808}',
+        '{"type":"x","noise":1}',
+        '{"msgId":1,"noise":1}',
+    ],
 )
 def test_bad_messages(text: str) -> None:
     with pytest.raises(PushRejected) as caught:
