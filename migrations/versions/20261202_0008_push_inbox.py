@@ -41,9 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_push_inbox")),
         sa.UniqueConstraint("msg_id", name=op.f("uq_push_inbox_msg_id")),
     )
-    op.create_index(
-        op.f("ix_push_inbox_processed_at_id"), "push_inbox", ["processed_at", "id"]
-    )
+    op.create_index(op.f("ix_push_inbox_processed_at_id"), "push_inbox", ["processed_at", "id"])
     op.create_index(
         op.f("ix_push_inbox_customer_ref_synced_at"), "push_inbox", ["customer_ref", "synced_at"]
     )

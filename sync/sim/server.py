@@ -160,6 +160,7 @@ class Simulator:
         kind: str,
         content: object,
         *,
+        msg_id: str | None = None,
         bad_sign: bool | None = None,
         duplicate: bool | None = None,
         replay: bool | None = None,
@@ -170,7 +171,7 @@ class Simulator:
         bad = draw() < cfg.push_bad_sign_rate if bad_sign is None else bad_sign
         twice = draw() < cfg.push_duplicate_rate if duplicate is None else duplicate
         again = draw() < cfg.push_replay_rate if replay is None else replay
-        sent = await self.pushes.send(kind, content, bad_sign=bad, duplicate=twice)
+        sent = await self.pushes.send(kind, content, msg_id=msg_id, bad_sign=bad, duplicate=twice)
         if again:
             await self.pushes.replay()
         return sent
