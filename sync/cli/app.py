@@ -51,8 +51,14 @@ db_app = typer.Typer(
 customers_app = typer.Typer(
     help="The customers whose files are mirrored.", no_args_is_help=True, rich_markup_mode=None
 )
+push_app = typer.Typer(
+    help="Tanmarket's message push: registering the receiver, and its inbox.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
+app.add_typer(push_app, name="push")
 
 # Off a terminal rich would squeeze tables into 80 columns; a pipe or a file gets full rows.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -292,6 +298,50 @@ def customers_discover(
         for line in describe_discovery(report):
             out.print(line, markup=False)
         return discovery_exit_code(report)
+
+    _execute(body)
+
+
+# -- push ----------------------------------------------------------------------------------
+
+
+@push_app.command("register")
+def push_register(
+    url: Annotated[str, typer.Argument(help="The public https address Tanmarket pushes to.")],
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types",
+            metavar="TYPE[,TYPE]",
+            help="Push types to subscribe to (repeatable or comma-separated); default: every "
+            "type that names a customer.",
+        ),
+    ] = None,
+) -> None:
+    """Register URL with Tanmarket (POST /api/v2/push-register); a `register` push follows."""
+    from sync.cli import push
+
+    async def body(settings: Settings) -> int:
+        address, subscription = push.check_address(url), push.subscription(types)
+        lines = await push.register(settings, address, subscription)
+        for line in lines:
+            out.print(line, markup=False)
+        return ExitCode.OK
+
+    _execute(body)
+
+
+@push_app.command("status")
+def push_status() -> None:
+    """The push inbox: received, processed, rejected by reason, lag to the customer's sync."""
+    from sync.cli import push
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings, read_only=True) as store:
+            lines = await push.status_lines(store)
+        for line in lines:
+            out.print(line, markup=False)
+        return ExitCode.OK
 
     _execute(body)
 

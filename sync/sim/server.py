@@ -193,9 +193,12 @@ class Simulator:
             )
         return record
 
-    async def add_customer_announced(self) -> SimCustomer:
-        """A new customer, and (with "customer" in push_events) its new_qw_customer push."""
+    async def add_customer_announced(self, files: int = 1) -> SimCustomer:
+        """A new customer with ``files`` files, and (with "customer" in push_events) its
+        new_qw_customer push."""
         customer = self.dataset.add_customers(1)[0]
+        for _ in range(files):
+            self.dataset.add_record(customer.index)
         if self._announces("customer", "new_qw_customer"):
             await self.push(
                 "new_qw_customer",

@@ -71,7 +71,7 @@ async def started(
 async def test_a_push_gets_a_new_file_mirrored_while_polling_is_an_hour_away(
     store: MirrorStore, database_url: str, start_sim: StartSim, id_as_string: bool
 ) -> None:
-    dataset, simulator, url = await started(store, database_url, start_sim)
+    _dataset, simulator, url = await started(store, database_url, start_sim)
     async with running_daemon(push_settings(url, database_url), store) as daemon:
         await until(lambda: everyone_synced(store, CUSTOMERS), SETTLE_S, "the first sweep")
         simulator.pushes.register(push_address(daemon), "")
@@ -98,13 +98,10 @@ async def test_new_qw_customer_adds_the_customer_and_mirrors_its_files(
     async with running_daemon(push_settings(url, database_url), store) as daemon:
         await until(lambda: everyone_synced(store, CUSTOMERS), SETTLE_S, "the first sweep")
         simulator.pushes.register(push_address(daemon), "")
-        customer = dataset.add_customers(1)[0]
-        record = dataset.add_record(customer.index)
-        sent = await simulator.push(
-            "new_qw_customer",
-            {"externalUserId": customer.external_user_id, "qwUserId": customer.user_id},
-        )
-        assert sent.status == 200
+        customer = await simulator.add_customer_announced(files=1)
+        sent = simulator.pushes.sent[-1]
+        assert (sent.type, sent.status) == ("new_qw_customer", 200)
+        (record,) = dataset.visible_records(customer.index)
         await until(lambda: file_mirrored(store, record["id"]), SETTLE_S, "the new customer's file")
         async with store.engine.connect() as conn:
             added = (
@@ -156,8 +153,10 @@ async def test_bad_pushes_get_their_status_and_change_nothing(
         before = await schedule_rows(store)
         now = str(int(time.time() * 1000))
         stale = str(int(time.time() * 1000) - 3_600_000)
-        text = '{"type":"tag_info","noise":-5,"msgId":"m1","content":{"customerId":%d}}' % (
-            dataset.customer(0).customer_id
+        customer_id = dataset.customer(0).customer_id
+        text = (
+            '{"type":"tag_info","noise":-5,"msgId":"m1","content":{"customerId":'
+            f"{customer_id}}}}}"
         )
         good_body = encrypt_body(text, APP_KEY, APP_ID.split("_")[0])
         wrong_sign = _signed(APP_ID, now) | {"sign": "0" * 64}
