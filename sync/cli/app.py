@@ -627,6 +627,26 @@ def sim(
             "truncated, code1000, burst429, stall, reset.",
         ),
     ] = None,
+    push_events: Annotated[
+        str,
+        typer.Option(
+            help="Changes that send a message push to the registered address: record, "
+            "customer (comma-separated; empty for none)."
+        ),
+    ] = "record,customer",
+    push_corp_id: Annotated[
+        str, typer.Option(help="Corp id of the push cipher (default: app id before '_').")
+    ] = "",
+    push_bad_sign_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of pushes sent with a bad sign.")
+    ] = 0.0,
+    push_duplicate_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of pushes sent twice (same msgId).")
+    ] = 0.0,
+    push_replay_rate: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of pushes replayed byte for byte after."),
+    ] = 0.0,
 ) -> None:
     """Serve a simulated Tanmarket API with generated data (for trying things out).
 
@@ -642,6 +662,9 @@ def sim(
                                    (JSON: new_rate, late_rate, delete_rate, update_rate,
                                    customers)
       GET  /_sim/expected-mirror   every record a complete mirror holds now
+      POST /_sim/push              a new file for a customer, and its push to the address
+                                   registered through /api/v2/push-register (JSON: customer
+                                   index, id_as_string)
     """
     from sync.sim import FAULT_KINDS, SimConfig, SimDataset, Simulator
 
@@ -671,6 +694,11 @@ def sim(
             page_size_cap=page_size_cap,
             latency_ms=latency_ms,
             rate_limit=rate_limit,
+            push_events=push_events,
+            push_corp_id=push_corp_id,
+            push_bad_sign_rate=push_bad_sign_rate,
+            push_duplicate_rate=push_duplicate_rate,
+            push_replay_rate=push_replay_rate,
             **faults,
         )
         simulator = Simulator(dataset, config)

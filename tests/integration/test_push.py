@@ -186,3 +186,20 @@ async def test_bad_pushes_get_their_status_and_change_nothing(
 async def _rejections_counted(store: MirrorStore) -> bool:
     status = await store.push.status()
     return sum(status.rejected.values()) == 7
+
+
+async def test_the_simulators_switches_bad_sign_and_replay(
+    store: MirrorStore, database_url: str, start_sim: StartSim
+) -> None:
+    dataset, simulator, url = await started(store, database_url, start_sim)
+    async with running_daemon(push_settings(url, database_url), store) as daemon:
+        await until(lambda: everyone_synced(store, CUSTOMERS), SETTLE_S, "the first sweep")
+        simulator.pushes.register(push_address(daemon), "")
+        content = {"customerId": dataset.customer(3).customer_id}
+        refused = await simulator.push("tag_info", content, bad_sign=True)
+        assert refused.status == 401
+        replayed = await simulator.push("tag_info", content, bad_sign=False, replay=True)
+        assert replayed.status == 200
+        await until(lambda: _settled(store, replayed.msg_id), SETTLE_S, "the push settled")
+        assert [r.msg_id for r in await inbox_rows(store)] == [replayed.msg_id]
+        assert daemon.sweeper.metrics.pushes.labels("tag_info", "duplicate")._value.get() == 1
