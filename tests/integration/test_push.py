@@ -203,3 +203,35 @@ async def test_the_simulators_switches_bad_sign_and_replay(
         await until(lambda: _settled(store, replayed.msg_id), SETTLE_S, "the push settled")
         assert [r.msg_id for r in await inbox_rows(store)] == [replayed.msg_id]
         assert daemon.sweeper.metrics.pushes.labels("tag_info", "duplicate")._value.get() == 1
+
+
+async def test_deleted_customer_unknown_type_and_unknown_customer(
+    store: MirrorStore, database_url: str, start_sim: StartSim
+) -> None:
+    dataset, simulator, url = await started(store, database_url, start_sim)
+    async with running_daemon(push_settings(url, database_url), store) as daemon:
+        await until(lambda: everyone_synced(store, CUSTOMERS), SETTLE_S, "the first sweep")
+        simulator.pushes.register(push_address(daemon), "")
+        gone = dataset.customer(0)
+        sent = [
+            await simulator.push("delete_qw_customer", {"externalUserId": gone.external_user_id}),
+            await simulator.push("brand_new_type", {"whatever": [1, 2]}),
+            await simulator.push("tag_info", {"customerId": 999_999_999_999}),
+        ]
+        assert [s.status for s in sent] == [200, 200, 200]
+
+        async def all_processed() -> bool:
+            return all(r.processed_at is not None for r in await inbox_rows(store))
+
+        await until(all_processed, SETTLE_S, "the pushes processed")
+        outcomes = {r.msg_id: r.outcome for r in await inbox_rows(store)}
+        assert [outcomes[s.msg_id] for s in sent] == ["gone", "none", "unknown_customer"]
+        async with store.engine.connect() as conn:
+            gone_at = await conn.scalar(
+                select(Customer.gone_at).where(Customer.external_user_id == gone.external_user_id)
+            )
+        assert gone_at is not None
+        metrics = daemon.sweeper.metrics
+        assert metrics.pushes.labels("other", "none")._value.get() == 1
+        status = await store.push.status()
+        assert status.by_type["brand_new_type"] == 1
