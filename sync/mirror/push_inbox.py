@@ -304,10 +304,6 @@ class PushInboxStore:
                 status.lags_s.append(max(0.0, (synced_at - received_at).total_seconds()))
         return status
 
-    async def msg_ids(self) -> set[str]:
-        async with self._engine.connect() as conn:
-            return set((await conn.scalars(select(_INBOX.c.msg_id))).all())
-
 
 async def _resolve(
     conn: AsyncConnection, mentions: Sequence[CustomerMention]
