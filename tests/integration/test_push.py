@@ -236,3 +236,21 @@ async def test_deleted_customer_unknown_type_and_unknown_customer(
         assert metrics.pushes.labels("other", "none")._value.get() == 1
         status = await store.push.status()
         assert status.by_type["brand_new_type"] == 1
+
+
+async def test_polling_counts_the_records_no_push_announced(
+    store: MirrorStore, database_url: str, start_sim: StartSim
+) -> None:
+    dataset, _simulator, url = await started(store, database_url, start_sim)
+    polling = push_settings(
+        url, database_url, sync_schedule="0.25s", sync_poll_max_interval="2s",
+        sync_max_staleness="4s",
+    )  # fmt: skip
+    async with running_daemon(polling, store) as daemon:
+        await until(lambda: daemon.sweeper.last_summary is not None, SETTLE_S, "the first sweep")
+        unannounced = daemon.sweeper.metrics.unannounced
+        before = unannounced._value.get()
+        record = dataset.add_record(3)  # upstream, with no push
+        await until(lambda: file_mirrored(store, record["id"]), SETTLE_S, "a poll to find it")
+        await until(lambda: unannounced._value.get() > before, SETTLE_S, "the count")
+        assert unannounced._value.get() == before + 1
