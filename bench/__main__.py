@@ -12,12 +12,22 @@ import sys
 import time
 from pathlib import Path
 
-from bench import archive, sections
+from bench import archive, push, sections
 from bench.databases import postgres_problem, postgres_version
 from bench.report import console_table, markdown, write_benchmarks
 from bench.sections import FULL, QUICK, Row
 
-SECTIONS = ("ceiling", "throughput", "budget", "memory", "discovery", "dlt", "import", "archive")
+SECTIONS = (
+    "ceiling",
+    "throughput",
+    "budget",
+    "memory",
+    "discovery",
+    "dlt",
+    "import",
+    "archive",
+    "push",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -120,6 +130,9 @@ def main(argv: list[str]) -> int:
     if "archive" in chosen:
         rows += archive.archive_throughput(sizes, log)
         rows += archive.archive_memory(sizes, log)
+    if "push" in chosen:
+        for backend in backends:
+            rows += push.push_load(sizes, backend, log, quick=args.quick)
     elapsed = time.perf_counter() - started
     notes.append(
         f"- Sizes: {sizes}; medians of {sizes.reps} run(s), tool and baselines interleaved "

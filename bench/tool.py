@@ -24,7 +24,7 @@ _REPORT = re.compile(
 _DISCOVERY = re.compile(
     r"(\d+) requests \(\d+ retries\), \d+ windows \((\d+) split.*? in ([\d.]+)s"
 )
-_CLI = [sys.executable, "-c", "from sync.cli.entry import main; main()"]
+CLI_COMMAND = [sys.executable, "-c", "from sync.cli.entry import main; main()"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,12 @@ def run_cli(args: list[str], env: dict[str, str]) -> CliRun:
         with out_path.open("wb") as out, err_path.open("wb") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(  # noqa: S603 - our own interpreter and entry point
-                [*_CLI, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+                [*CLI_COMMAND, *args],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
             )
             peak = 0.0
             while proc.poll() is None:

@@ -28,7 +28,13 @@ from tenacity import (
 from yarl import URL
 
 from sync.api.pacing import RequestPacer
-from sync.api.responses import FilePage, SearchPage, classify_response, classify_search_response
+from sync.api.responses import (
+    FilePage,
+    SearchPage,
+    classify_plain_response,
+    classify_response,
+    classify_search_response,
+)
 from sync.api.signing import encode_body, signed_headers
 from sync.config.settings import Settings
 from sync.domain import breaker as kinds
@@ -48,12 +54,13 @@ from sync.domain.records import is_ascii_digits
 
 LIST_FILES_PATH = "/api/v3/customer/list-file-of-customer"
 SEARCH_PATH = "/api/v3/customer/search"
+PUSH_REGISTER_PATH = "/api/v2/push-register"
 # A Retry-After longer than this is capped: a worker should not sleep for hours on one customer.
 MAX_RETRY_AFTER_S = 300.0
 
 log = structlog.get_logger("tanma_sync.client")
 
-_Answer = TypeVar("_Answer", FilePage, SearchPage)
+_Answer = TypeVar("_Answer", FilePage, SearchPage, bool)
 
 
 class TanmaClient:
@@ -170,6 +177,23 @@ class TanmaClient:
                     self._search_url, payload, classify_search_response, None
                 )
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def register_push(self, address: str, subscription: str) -> None:
+        """Ask Tanmarket to push ``subscription`` (comma-separated types) to ``address``;
+        retried on transient failures like every call."""
+        payload = {"receiveAddress": address, "subscription": subscription}
+        url = self._settings.tanma_base_url + PUSH_REGISTER_PATH
+        retrying = AsyncRetrying(
+            stop=_AttemptBudget(self._settings.sync_max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            before_sleep=self._before_retry_label("push registration"),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._post_once(url, payload, classify_plain_response, None)
+                return
 
     async def _post_once(
         self,

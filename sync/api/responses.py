@@ -103,6 +103,19 @@ def classify_search_response(
     )
 
 
+def classify_plain_response(
+    status: int,
+    body: bytes,
+    *,
+    retry_after: float | None = None,
+    server_time_ms: int | None = None,
+) -> bool:
+    """An answer that carries nothing but its code (push registration): True for code 0,
+    else the error the answer means is raised."""
+    _answer_data(status, body, retry_after, server_time_ms, endpoint="the push registration")
+    return True
+
+
 def _answer_data(
     status: int,
     body: bytes,

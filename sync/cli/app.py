@@ -51,8 +51,14 @@ db_app = typer.Typer(
 customers_app = typer.Typer(
     help="The customers whose files are mirrored.", no_args_is_help=True, rich_markup_mode=None
 )
+push_app = typer.Typer(
+    help="Tanmarket's message push: registering the receiver, and its inbox.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
+app.add_typer(push_app, name="push")
 
 # Off a terminal rich would squeeze tables into 80 columns; a pipe or a file gets full rows.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -294,6 +300,50 @@ def customers_discover(
         for line in describe_discovery(report):
             out.print(line, markup=False)
         return discovery_exit_code(report)
+
+    _execute(body)
+
+
+# -- push ----------------------------------------------------------------------------------
+
+
+@push_app.command("register")
+def push_register(
+    url: Annotated[str, typer.Argument(help="The public https address Tanmarket pushes to.")],
+    types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--types",
+            metavar="TYPE[,TYPE]",
+            help="Push types to subscribe to (repeatable or comma-separated); default: every "
+            "type that names a customer.",
+        ),
+    ] = None,
+) -> None:
+    """Register URL with Tanmarket (POST /api/v2/push-register); a `register` push follows."""
+    from sync.cli import push
+
+    async def body(settings: Settings) -> int:
+        address, subscription = push.check_address(url), push.subscription(types)
+        lines = await push.register(settings, address, subscription)
+        for line in lines:
+            out.print(line, markup=False)
+        return ExitCode.OK
+
+    _execute(body)
+
+
+@push_app.command("status")
+def push_status() -> None:
+    """The push inbox: received, processed, rejected by reason, lag to the customer's sync."""
+    from sync.cli import push
+
+    async def body(settings: Settings) -> int:
+        async with _store(settings, read_only=True) as store:
+            lines = await push.status_lines(store)
+        for line in lines:
+            out.print(line, markup=False)
+        return ExitCode.OK
 
     _execute(body)
 
@@ -608,6 +658,26 @@ def sim(
             "truncated, code1000, burst429, stall, reset.",
         ),
     ] = None,
+    push_events: Annotated[
+        str,
+        typer.Option(
+            help="Changes that send a message push to the registered address: record, "
+            "customer (comma-separated; empty for none)."
+        ),
+    ] = "record,customer",
+    push_corp_id: Annotated[
+        str, typer.Option(help="Corp id of the push cipher (default: app id before '_').")
+    ] = "",
+    push_bad_sign_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of pushes sent with a bad sign.")
+    ] = 0.0,
+    push_duplicate_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of pushes sent twice (same msgId).")
+    ] = 0.0,
+    push_replay_rate: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of pushes replayed byte for byte after."),
+    ] = 0.0,
 ) -> None:
     """Serve a simulated Tanmarket API with generated data (for trying things out).
 
@@ -623,6 +693,9 @@ def sim(
                                    (JSON: new_rate, late_rate, delete_rate, update_rate,
                                    customers)
       GET  /_sim/expected-mirror   every record a complete mirror holds now
+      POST /_sim/push              a new file for a customer, and its push to the address
+                                   registered through /api/v2/push-register (JSON: customer
+                                   index, id_as_string)
     """
     from sync.sim import FAULT_KINDS, SimConfig, SimDataset, Simulator
 
@@ -652,6 +725,11 @@ def sim(
             page_size_cap=page_size_cap,
             latency_ms=latency_ms,
             rate_limit=rate_limit,
+            push_events=push_events,
+            push_corp_id=push_corp_id,
+            push_bad_sign_rate=push_bad_sign_rate,
+            push_duplicate_rate=push_duplicate_rate,
+            push_replay_rate=push_replay_rate,
             **faults,
         )
         simulator = Simulator(dataset, config)

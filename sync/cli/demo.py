@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
 from rich.console import Console
 from rich.table import Table
 
+from sync.api.client import TanmaClient
 from sync.cli.discovery import describe_discovery, discover_customers
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings
+from sync.daemon.daemon import Daemon
 from sync.domain.chinatime import format_china_time
 from sync.domain.exits import ExitCode
 from sync.domain.pager import PassMode
 from sync.domain.tally import RunStatus
+from sync.mirror.fleet import FleetStore
 from sync.mirror.store import MirrorStore, open_store
 from sync.sim import SimConfig, SimDataset, Simulator
 
@@ -44,15 +51,84 @@ async def run_demo(settings: Settings, customers: int, out: Console) -> int:
             second = await sync_pass(settings, store, PassMode.INCREMENTAL)
             out.print("   " + describe_report(second), markup=False)
 
+            pushed = await _push_driven_sync(settings, store, simulator, out)
+
             await _show_mirror(store, dataset, settings, out)
             failed = (
-                found.status is not RunStatus.OK
+                not pushed
+                or found.status is not RunStatus.OK
                 or first.status is not RunStatus.OK
                 or second.status is not RunStatus.OK
             )
             return ExitCode.PARTIAL if failed else ExitCode.OK
     finally:
         await simulator.stop()
+
+
+async def _push_driven_sync(
+    settings: Settings, store: MirrorStore, simulator: Simulator, out: Console
+) -> bool:
+    """A daemon whose polling is an hour away, a new file upstream and a push naming its
+    customer: the file is mirrored within seconds. True when it was."""
+    daemon_settings = settings.model_copy(
+        update={
+            "sync_schedule": "1h",
+            "sync_poll_max_interval": 7200.0,
+            "sync_max_staleness": 10800.0,
+            "sync_full_schedule": "off",
+            "sync_http_listen": "off",
+            "sync_push_listen": "127.0.0.1:0",
+            "sync_push_coalesce": 0.2,
+        }
+    )
+    async with TanmaClient(daemon_settings) as client:
+        daemon = Daemon(
+            daemon_settings, store, FleetStore(store.engine), client, worker_id="demo-daemon"
+        )
+        task = asyncio.get_running_loop().create_task(daemon.run())
+        try:
+            await asyncio.wait_for(daemon.started.wait(), _DEMO_WAIT_S)
+            assert daemon.push_receiver is not None
+            # The start-up sweep first: the file must come by push, not by that sweep.
+            await _wait_for(lambda: daemon.sweeper.last_summary is not None)
+            address = (
+                f"http://127.0.0.1:{daemon.push_receiver.port}{daemon_settings.sync_push_path}"
+            )
+            simulator.pushes.register(address, "")
+            began = time.monotonic()
+            record = await simulator.add_record_announced(0)
+            sent = simulator.pushes.sent[-1]
+            ids = store.reads.file_ids
+            arrived = await _wait_for(lambda: _holds(ids, record["id"]))
+            took = time.monotonic() - began
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, _DEMO_WAIT_S)
+    verdict = f"mirrored {took:.1f}s after the push" if arrived else "[red]not mirrored[/]"
+    out.print(
+        f"[bold]4b.[/] message push: a daemon polling hourly gets a `{sent.type}` push "
+        f"(answered {sent.status}) for a new file: {verdict}"
+    )
+    return arrived
+
+
+_DEMO_WAIT_S = 60.0
+
+
+async def _holds(file_ids: Callable[[], Awaitable[set[int]]], record_id: object) -> bool:
+    return record_id in await file_ids()
+
+
+async def _wait_for(condition: Callable[[], object]) -> bool:
+    deadline = time.monotonic() + _DEMO_WAIT_S
+    while time.monotonic() < deadline:
+        held = condition()
+        if isinstance(held, Awaitable):
+            held = await held
+        if held:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def _show_mirror(

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
     # this (sync/daemon/schedule.py outage_backoff).
     sync_outage_backoff_max: Duration = Field(default=900.0, gt=0)
 
+    # The push receiver (sync/daemon/push_receiver.py): off while SYNC_PUSH_LISTEN is off.
+    sync_push_listen: str = "off"
+    sync_push_path: str = "/tanmarket/push"
+    sync_push_timestamp_window: Duration = Field(default=300.0, gt=0)
+    sync_push_max_body_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    sync_push_reply_format: Literal["digits", "json"] = "digits"
+    sync_push_coalesce: Duration = Field(default=2.0, ge=0)
+    sync_push_batch: int = Field(default=500, ge=1, le=10_000)
+    # A pause between a push's commit and its processing; a test or a drill uses it to kill
+    # the daemon after the answer and before the effect. 0 in production.
+    sync_push_process_delay: Duration = Field(default=0.0, ge=0)
+    # The corp id the push cipher's counter block is made from; empty: the app id's part
+    # before its first "_" (the vendor doc's rule).
+    tanma_corp_id: str = Field(default="", max_length=128)
+
     # The file archive: off while SYNC_ARCHIVE_URL is empty. sync/archive/ reads the URL and
     # the host patterns, once, when a command that archives starts.
     sync_archive_url: str = ""
@@ -209,6 +224,24 @@ class Settings(BaseSettings):
     def _listen_address(cls, value: str) -> str:
         parse_listen_address(value)
         return value.strip()
+
+    @field_validator("sync_push_listen")
+    @classmethod
+    def _push_listen_address(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value.strip()
+
+    @field_validator("sync_push_path")
+    @classmethod
+    def _push_path(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/") or any(c in value for c in "?#{} ") or len(value) > 256:
+            raise ValueError("must be a URL path starting with / (e.g. /tanmarket/push)")
+        return value
+
+    @cached_property
+    def push_listen_address(self) -> tuple[str, int] | None:
+        return parse_listen_address(self.sync_push_listen)
 
     @cached_property
     def http_listen_address(self) -> tuple[str, int] | None:

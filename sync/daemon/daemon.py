@@ -38,6 +38,8 @@ from sync.console.auth import ConsoleCredentials, check_binding
 from sync.daemon.archiving import ArchiveLoop
 from sync.daemon.discoveries import DiscoveryJobs
 from sync.daemon.listener import StatusListener
+from sync.daemon.push_processing import PushProcessor
+from sync.daemon.push_receiver import PushReceiver
 from sync.daemon.schedule import (
     Cadence,
     DaemonSchedule,
@@ -173,6 +175,10 @@ class Daemon:
                 archiver, self.sweeper.metrics, idle_s=settings.sync_archive_idle
             )
         self.listener: StatusListener | None = None
+        self.push_receiver: PushReceiver | None = None
+        self.push_processor: PushProcessor | None = None
+        if settings.push_listen_address is not None and not burst:
+            self._wire_push(store)
         self.started = asyncio.Event()  # set once listening and scheduled
         self.exit_code = ExitCode.OK
         self._stop = asyncio.Event()
@@ -180,6 +186,38 @@ class Daemon:
         self._sweep_task: asyncio.Task[None] | None = None
         self._pending: set[str] = set()  # "full" and/or "incremental"
         self._scheduler: AsyncIOScheduler | None = None
+
+    def _wire_push(self, store: MirrorStore) -> None:
+        s = self.settings
+        receiver = PushReceiver(
+            s,
+            store.push,
+            self.sweeper.metrics,
+            worker_id=self.worker_id,
+            on_committed=lambda: processor.committed(),
+        )
+        processor = PushProcessor(
+            store.push,
+            self.sweeper.metrics,
+            batch=s.sync_push_batch,
+            coalesce_s=s.sync_push_coalesce,
+            delay_s=s.sync_push_process_delay,
+            request_sweep=self._push_sweep,
+            take_rejections=receiver.take_rejections,
+        )
+        self.push_receiver, self.push_processor = receiver, processor
+        self.sweeper.after_finish = processor.customer_synced
+
+    def _push_sweep(self, delay_s: float) -> None:
+        """Pushes made customers due: sweep once the coalescing window has passed."""
+        if self.stopping:
+            return
+
+        def kick() -> None:
+            if not self.stopping:
+                asyncio.get_running_loop().create_task(self._kick("incremental"))
+
+        asyncio.get_running_loop().call_later(delay_s, kick)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -260,6 +298,7 @@ class Daemon:
                     f"({exc.strerror or exc})"
                 ) from None
             log.info("listening", host=address[0], port=self.listener.port)
+        await self._start_push()
         if live > 1:
             # The others lower their share on their next heartbeat; spend nothing until then,
             # so the workers together never go above the app's limit.
@@ -279,6 +318,29 @@ class Daemon:
             return None
         return console_app(
             self.store, self.settings, ConsoleCredentials.from_settings(self.settings)
+        )
+
+    async def _start_push(self) -> None:
+        s = self.settings
+        address = s.push_listen_address
+        if address is None or self.push_receiver is None or self.push_processor is None:
+            return
+        try:
+            await self.push_receiver.start(*address)
+        except OSError as exc:
+            raise ConfigError(
+                f"setting SYNC_PUSH_LISTEN: cannot listen on {s.sync_push_listen} "
+                f"({exc.strerror or exc})"
+            ) from None
+        self.sweeper.metrics.push_receiver_up.set(1)
+        # What a killed daemon left in the inbox is processed from the start.
+        self.push_processor.start()
+        self.push_processor.committed()
+        log.info(
+            "push_receiver_listening",
+            host=address[0],
+            port=self.push_receiver.port,
+            path=s.sync_push_path,
         )
 
     def _schedule_jobs(self) -> AsyncIOScheduler:
@@ -347,6 +409,10 @@ class Daemon:
             log.warning("leases_not_released", error="timed out")
         except DATABASE_ERRORS as exc:
             log.warning("leases_not_released", error=describe_db_error(exc))
+        if self.push_receiver is not None:
+            await self.push_receiver.stop()
+        if self.push_processor is not None:
+            await self.push_processor.stop()
         if self.listener is not None:
             await self.listener.stop()
         log.info("daemon_stopped", worker_id=self.worker_id)

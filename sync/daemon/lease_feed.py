@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -109,6 +110,10 @@ class _HeldLeases:
         return renewing_check
 
 
+# Told of each customer a sweep finished: its ref, when its sync began, how it ended.
+AfterFinish = Callable[[int, datetime, CustomerOutcome], Awaitable[None]]
+
+
 class LeaseFeed(_HeldLeases):
     """A daemon sweep's customers: those due, most overdue first, planned again when done."""
 
@@ -122,8 +127,11 @@ class LeaseFeed(_HeldLeases):
         on_outcome: Callable[[CustomerOutcome], None],
         rng: random.Random,
         clock: Callable[[], float],
+        after_finish: AfterFinish | None = None,
     ) -> None:
         super().__init__(fleet, terms, stopping=stopping, clock=clock)
+        self._after_finish = after_finish
+        self._started: dict[int, datetime] = {}
         self._policy = policy
         self._on_outcome = on_outcome
         self._rng = rng
@@ -165,6 +173,7 @@ class LeaseFeed(_HeldLeases):
             if not self._queue or self._stopping():
                 return None
             claim = self._queue.pop(0)
+        self._started[claim.customer.ref] = utc_now()
         mode = PassMode.FULL if claim.full else PassMode.INCREMENTAL
         return Assignment(claim.customer, mode)
 
@@ -172,7 +181,14 @@ class LeaseFeed(_HeldLeases):
         ref = assignment.customer.ref
         claim = self._let_go(ref)
         assert claim is not None, "a customer handed out is held until it is finished"
+        started = self._started.pop(ref)
         self._on_outcome(outcome)
+        await self._finish(assignment, outcome, claim)
+        if self._after_finish is not None:
+            await self._after_finish(ref, started, outcome)
+
+    async def _finish(self, assignment: Assignment, outcome: CustomerOutcome, claim: Claim) -> None:
+        ref = assignment.customer.ref
         worker_id = self._terms.worker_id
         try:
             if outcome.stopped is not None:

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sync.archive.outcomes import Reason
+from sync.domain.push import CUSTOMER_TYPES_GONE, Rejection
 from sync.domain.tally import RECORD_ACTIONS, RunStatus
 
 # The *_created series double the page for no use here; Prometheus computes rates without them.
@@ -29,6 +30,23 @@ disable_created_metrics()
 CUSTOMER_RESULTS = ("synced", "failed", "handed_back")
 ARCHIVE_RESULTS = ("archived", *(reason.value for reason in Reason))
 DISCOVERY_KINDS = ("incremental", "full")
+# Push types get a label of their own; any other (trusted, but unbounded) type counts as "other".
+PUSH_TYPES = (
+    "register",
+    "new_qw_customer",
+    "edit_qw_customer",
+    "tag_info",
+    "change_customer_tag",
+    "customer_contact_edit",
+    *sorted(CUSTOMER_TYPES_GONE),
+)
+PUSH_OUTCOMES = ("sync", "add", "gone", "none", "unknown_customer", "duplicate")
+
+
+def push_type_label(kind: str) -> str:
+    return kind if kind in PUSH_TYPES else "other"
+
+
 PASS_STATUSES = tuple(
     status.value
     for status in (RunStatus.OK, RunStatus.PARTIAL, RunStatus.INTERRUPTED, RunStatus.FAILED)
@@ -101,6 +119,36 @@ class DaemonMetrics:
         self.archive_bytes = Counter(
             "tanma_sync_archive_bytes",
             "Bytes downloaded into archived files.",
+            registry=r,
+        )
+        self.pushes = Counter(
+            "tanma_sync_pushes",
+            "Pushes received, by type and outcome (unverified: refused before decryption, by "
+            "reason; duplicate: a msgId already in the inbox).",
+            ["type", "outcome"],
+            registry=r,
+        )
+        for kind in (*PUSH_TYPES, "other"):
+            for outcome in PUSH_OUTCOMES:
+                self.pushes.labels(kind, outcome)
+        for reason in Rejection:
+            self.pushes.labels("unverified", reason.value)
+        self.push_to_mirror = Histogram(
+            "tanma_sync_push_to_mirror_seconds",
+            "Seconds from a push's receipt to the end of the sync of its customer that "
+            "followed it.",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, float("inf")),
+            registry=r,
+        )
+        self.push_receiver_up = Gauge(
+            "tanma_sync_push_receiver_up",
+            "1 while this daemon's push receiver listens (SYNC_PUSH_LISTEN), else 0.",
+            registry=r,
+        )
+        self.unannounced = Counter(
+            "tanma_sync_unannounced_records",
+            "New records a polling sync found that no push had announced (what polling still "
+            "catches).",
             registry=r,
         )
         self.stalest_age = Gauge(

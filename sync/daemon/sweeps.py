@@ -22,7 +22,7 @@ from sync.daemon.health import (
     assess_liveness,
     assess_readiness,
 )
-from sync.daemon.lease_feed import LeaseFeed, lease_terms
+from sync.daemon.lease_feed import AfterFinish, LeaseFeed, lease_terms
 from sync.daemon.metrics import DaemonMetrics
 from sync.daemon.schedule import DaemonSchedule, lease_renew_every, outage_backoff, rate_share
 from sync.domain.chinatime import format_china_time
@@ -112,6 +112,8 @@ class Sweeper:
         # Why the last sweep failed before or instead of finishing its pass, or None.
         self.last_failure: str | None = None
         self._feed: LeaseFeed | None = None
+        # Told of each finished customer (the push processor settles its pushes), or None.
+        self.after_finish: AfterFinish | None = None
 
     @staticmethod
     def clock() -> float:
@@ -165,6 +167,7 @@ class Sweeper:
                 on_outcome=self.count_outcome,
                 rng=self._rng,
                 clock=self.clock,
+                after_finish=self.after_finish,
             )
             self._feed = feed
             ran_to_its_end = True

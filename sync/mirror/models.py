@@ -334,3 +334,37 @@ class RejectedCustomerRow(Base):
     payload_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     first_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_rejected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PushInbox(Base):
+    """A push, committed before it is answered: the decrypted text as received, and what
+    processing (after the answer) made of it. One row per ``msgId``, so a repeat has no effect."""
+
+    __tablename__ = "push_inbox"
+    __table_args__ = (Index(None, "processed_at", "id"), Index(None, "customer_ref", "synced_at"))
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    msg_id: Mapped[str] = mapped_column(String(128), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_by: Mapped[str | None] = mapped_column(String(128))
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # sync | add | gone | none | unknown_customer (PushOutcome in sync/mirror/push_inbox.py)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    customer_ref: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
+    # When a sync of the customer that began after this push was processed finished.
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PushRejection(Base):
+    """Pushes refused before the inbox, counted by reason (their bodies are not kept)."""
+
+    __tablename__ = "push_rejections"
+
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_detail: Mapped[str | None] = mapped_column(Text)

@@ -17,6 +17,7 @@ from sync.mirror.database import create_engine, pending_revisions, upgrade
 from sync.mirror.dialect import Dialect
 from sync.mirror.discovery import DiscoveryStore
 from sync.mirror.pages import PageWriter
+from sync.mirror.push_inbox import PushInboxStore
 from sync.mirror.reads import MirrorReads
 from sync.mirror.runs import RunLog
 
@@ -32,6 +33,7 @@ class MirrorStore:
         self.discovery = DiscoveryStore(engine, self.dialect)
         self.archive = ArchiveTable(engine, self.dialect)
         self.console = ConsoleReads(engine, self.dialect)
+        self.push = PushInboxStore(engine, self.dialect)
 
 
 @asynccontextmanager

@@ -47,6 +47,15 @@ class SimConfig:
     # until then), and the pause before each 64 KiB chunk of a "slow" one.
     serve_missing_files: bool = False
     slow_file_chunk_s: float = 0.05
+    # Message pushes to the address registered with /api/v2/push-register: which changes send
+    # one ("record": a file added, "customer": a customer added; comma-separated, empty: none),
+    # the corp id of the cipher (empty: the app id's part before "_"), and the share of pushes
+    # sent with a bad sign, sent twice (same msgId), or followed by a byte-for-byte replay.
+    push_events: str = "record,customer"
+    push_corp_id: str = ""
+    push_bad_sign_rate: float = 0.0
+    push_duplicate_rate: float = 0.0
+    push_replay_rate: float = 0.0
 
     def fault_probabilities(self) -> dict[str, float]:
         return {kind: getattr(self, f"fault_{kind}") for kind in FAULT_KINDS}
@@ -75,7 +84,7 @@ class SimConfig:
         return {k: v for k, v in self.as_dict().items() if k != "app_key"}
 
 
-_STRINGS = frozenset({"app_id", "app_key"})
+_STRINGS = frozenset({"app_id", "app_key", "push_events", "push_corp_id"})
 _INTEGERS = frozenset(
     {
         "page_size_cap",

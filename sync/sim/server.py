@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import math
+import random
 import time
 from email.utils import formatdate
 from typing import Any
@@ -25,11 +26,13 @@ from sync.sim import files
 from sync.sim.config import SimConfig
 from sync.sim.dataset import SimCustomer, SimDataset
 from sync.sim.faults import FaultPolicy
+from sync.sim.pushes import PushSender, SentPush
 from sync.sim.search import CustomerDirectory
 from sync.sim.stats import CustomerKey, SimStats, TokenBucket
 
 ENDPOINT = "/api/v3/customer/list-file-of-customer"
 SEARCH_ENDPOINT = "/api/v3/customer/search"
+PUSH_REGISTER_ENDPOINT = "/api/v2/push-register"
 # What the simulated search answers to a request that pages past its cap (the real code is not
 # known; any non-zero code must be named in the client's message).
 CODE_PAST_CAP = 40_030
@@ -69,6 +72,11 @@ class Simulator:
         self._bucket_settings: tuple[float | None, float] | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
+        self.pushes = PushSender(
+            self.config.app_id, self.config.app_key, self.config.push_corp_id, seed=dataset.seed
+        )
+        self._push_rng = random.Random(dataset.seed)
+        self._push_tasks: set[asyncio.Task[Any]] = set()
 
     # ----- life cycle --------------------------------------------------------------------------
 
@@ -76,6 +84,8 @@ class Simulator:
         app = web.Application()
         app.router.add_route("*", ENDPOINT, self._handle)
         app.router.add_route("*", SEARCH_ENDPOINT, self._handle_search)
+        app.router.add_post(PUSH_REGISTER_ENDPOINT, self._push_register)
+        app.router.add_post("/_sim/push", self._admin_push)
         app.router.add_get("/_sim/search-customers", self._admin_search_customers)
         app.router.add_post("/_sim/search-churn", self._admin_search_churn)
         app.router.add_get(files.FILE_ROUTE + "{tail:.*}", self._serve_file)
@@ -110,6 +120,9 @@ class Simulator:
 
     async def stop(self) -> None:
         self._stopping.set()
+        for task in list(self._push_tasks):
+            task.cancel()
+        await self.pushes.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -139,6 +152,89 @@ class Simulator:
 
     def reset_stats(self) -> None:
         self.stats.reset()
+
+    # ----- message pushes ----------------------------------------------------------------------
+
+    async def push(
+        self,
+        kind: str,
+        content: object,
+        *,
+        msg_id: str | None = None,
+        bad_sign: bool | None = None,
+        duplicate: bool | None = None,
+        replay: bool | None = None,
+    ) -> SentPush:
+        """Send one push to the registered address; a switch left None is drawn from its rate."""
+        cfg = self.config
+        draw = self._push_rng.random
+        bad = draw() < cfg.push_bad_sign_rate if bad_sign is None else bad_sign
+        twice = draw() < cfg.push_duplicate_rate if duplicate is None else duplicate
+        again = draw() < cfg.push_replay_rate if replay is None else replay
+        sent = await self.pushes.send(kind, content, msg_id=msg_id, bad_sign=bad, duplicate=twice)
+        if again:
+            await self.pushes.replay()
+        return sent
+
+    async def add_record_announced(
+        self, customer_index: int, *, id_as_string: bool = False
+    ) -> dict[str, Any]:
+        """A new file for the customer, and (with "record" in push_events) a push naming it."""
+        record = self.dataset.add_record(customer_index)
+        if self._announces("record", "customer_contact_edit"):
+            customer = self.dataset.customer(customer_index)
+            customer_id: object = customer.customer_id
+            await self.push(
+                "customer_contact_edit",
+                {
+                    "customerId": str(customer_id) if id_as_string else customer_id,
+                    "contactId": str(record["id"]),
+                },
+            )
+        return record
+
+    async def add_customer_announced(self, files: int = 1) -> SimCustomer:
+        """A new customer with ``files`` files, and (with "customer" in push_events) its
+        new_qw_customer push."""
+        customer = self.dataset.add_customers(1)[0]
+        for _ in range(files):
+            self.dataset.add_record(customer.index)
+        if self._announces("customer", "new_qw_customer"):
+            await self.push(
+                "new_qw_customer",
+                {"externalUserId": customer.external_user_id, "qwUserId": customer.user_id},
+            )
+        return customer
+
+    def _announces(self, event: str, kind: str) -> bool:
+        events = {e.strip() for e in self.config.push_events.split(",")}
+        return event in events and self.pushes.wants(kind)
+
+    async def _push_register(self, request: web.Request) -> web.StreamResponse:
+        body = await self._checked_body(request)
+        if isinstance(body, web.Response):
+            return body
+        address, subscription = body.get("receiveAddress"), body.get("subscription", "")
+        if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+            return self._business(1000, "receiveAddress must be an http(s) URL", "bad_request_1000")
+        if not isinstance(subscription, str):
+            return self._business(1000, "subscription must be text", "bad_request_1000")
+        self.pushes.register(address, subscription)
+        # The confirmation push goes out after the answer, as Tanmarket's does.
+        task = asyncio.get_running_loop().create_task(self.pushes.send("register", "hello"))
+        self._push_tasks.add(task)
+        task.add_done_callback(self._push_tasks.discard)
+        return _json_response({"code": 0, "message": "success", "data": None})
+
+    async def _admin_push(self, request: web.Request) -> web.Response:
+        args = await _json_object(request)
+        index = args.get("customer")
+        if not isinstance(index, int) or not 0 <= index < self.dataset.customer_count:
+            raise web.HTTPBadRequest(text="customer must be a customer index")
+        record = await self.add_record_announced(
+            index, id_as_string=bool(args.get("id_as_string", False))
+        )
+        return _json_response({"record_id": record["id"], "pushes": len(self.pushes.sent)})
 
     # ----- served files ------------------------------------------------------------------------
 
