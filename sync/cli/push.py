@@ -70,13 +70,11 @@ def describe(status: InboxStatus) -> list[str]:
         lines.append(f"by outcome: {outcomes}")
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(status.rejected.items())) or "none"
     lines.append(f"rejected: {rejected}")
-    if status.lags_s:
-        lags = sorted(status.lags_s)
-        p50 = lags[len(lags) // 2]
-        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+    p50, p99 = status.lag_at(0.5), status.lag_at(0.99)
+    if p50 is not None and p99 is not None:
         lines.append(
-            f"lag from receipt to the customer's sync (last {len(lags)}): "
-            f"p50 {p50:.1f}s, p99 {p99:.1f}s, max {lags[-1]:.1f}s"
+            f"lag from receipt to the customer's sync (last {len(status.lags_s)}): "
+            f"p50 {p50:.1f}s, p99 {p99:.1f}s, max {max(status.lags_s):.1f}s"
         )
     else:
         lines.append("lag from receipt to the customer's sync: no push followed by a sync yet")

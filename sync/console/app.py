@@ -162,11 +162,13 @@ async def _customer(request: web.Request) -> web.Response:
     at = page_at(request.query)
     files = await store.console.customer_files(ref, at.after, at.before, at.limit)
     rejected = await store.console.rejected_records(ref, None, None, 20)
+    pushes = await store.push.for_customer(ref)
     return _page(
         "customer.html",
         c=customer,
         files=files,
         rejected=rejected,
+        pushes=pushes,
         now=now,
         links=_paging_links(request, files, lambda row: row["id"]),
     )

@@ -175,6 +175,18 @@ async def _discovery(ctx: PanelContext) -> dict[str, Any]:
     return await ctx.store.console.discovery_status(ctx.now)
 
 
+async def _push(ctx: PanelContext) -> dict[str, Any]:
+    status = await ctx.store.push.status()
+    items = [(kind, float(n), "info") for kind, n in sorted(status.by_type.items())]
+    return {
+        "status": status,
+        "listening": ctx.settings.push_listen_address is not None,
+        "p50": status.lag_at(0.5),
+        "p99": status.lag_at(0.99),
+        "chart": horizontal_bars("pushes received by type", items) if items else None,
+    }
+
+
 async def _archive(ctx: PanelContext) -> dict[str, Any]:
     coverage = await ctx.store.archive.coverage()
     stored = await ctx.store.archive.stored_objects()
@@ -199,5 +211,6 @@ OVERVIEW_PANELS: tuple[Panel, ...] = (
     Panel("activity", "Passes, records and requests", _activity),
     Panel("fleet", "Live daemons and their leases", _fleet),
     Panel("discovery", "Discovery", _discovery),
+    Panel("push", "Message push", _push),
     Panel("archive", "File archive", _archive),
 )

@@ -68,6 +68,13 @@ class InboxStatus:
     rejected: dict[str, int] = field(default_factory=dict)
     lags_s: list[float] = field(default_factory=list)  # receipt to sync, newest syncs
 
+    def lag_at(self, share: float) -> float | None:
+        """The lag that ``share`` (0.5, 0.99) of the sampled pushes stayed within."""
+        if not self.lags_s:
+            return None
+        lags = sorted(self.lags_s)
+        return lags[min(len(lags) - 1, int(len(lags) * share))]
+
 
 class PushInboxStore:
     def __init__(self, engine: AsyncEngine, dialect: Dialect) -> None:
@@ -264,6 +271,18 @@ class PushInboxStore:
         return Settled(received, bool(later))
 
     # -- reading ---------------------------------------------------------------------------
+
+    async def for_customer(self, customer_ref: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest pushes that named one customer, with what came of each."""
+        c = _INBOX.c
+        query = (
+            select(c.msg_id, c.type, c.received_at, c.processed_at, c.outcome, c.synced_at)
+            .where(c.customer_ref == customer_ref)
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings()]
 
     async def status(self, lag_sample: int = 1000) -> InboxStatus:
         status = InboxStatus()

@@ -57,7 +57,7 @@ def timed(page, url: str, label: str, backend: str) -> float:
 
 def test_overview_draws_every_chart_and_is_screenshotted(page, served: Served) -> None:
     timed(page, f"{served.url}/", "overview", served.backend)
-    for panel in ("states", "staleness", "activity", "fleet", "discovery", "archive"):
+    for panel in ("states", "staleness", "activity", "fleet", "discovery", "push", "archive"):
         assert page.locator(f"#panel-{panel}").count() == 1, panel
     assert page.locator("svg.chart").count() >= 9
     assert page.locator("#panel-staleness svg rect.bar").count() >= 4

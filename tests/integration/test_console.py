@@ -20,6 +20,7 @@ from sync.daemon.health import Health
 from sync.daemon.listener import StatusListener
 from sync.daemon.metrics import DaemonMetrics
 from sync.domain.errors import ConfigError
+from sync.domain.push import Rejection, parse_message
 from sync.mirror.console_reads import STATES, CustomerQuery
 from sync.mirror.store import MirrorStore
 from tests.console_support import seed_mirror, seeded_state
@@ -245,3 +246,21 @@ async def test_runs_around_a_customers_attempts(seeded: MirrorStore, settings: S
     attempt = found["sync_last_attempt_at"]
     for run in found["runs"]:
         assert run["started_at"] <= attempt + timedelta(seconds=1)
+
+
+async def test_pushes_show_on_the_overview_and_on_their_customer_page(
+    seeded: MirrorStore, open_client: TestClient
+) -> None:
+    named = (
+        '{"msgId":"m-77","type":"edit_qw_customer","noise":-9,"content":{"customerId":10000000}}'
+    )
+    hostile = '{"msgId":"m-78","type":"<b>odd</b>","noise":1,"content":{"customerId":"10000000"}}'
+    await seeded.push.insert([parse_message(named), parse_message(hostile)], "host-a:101")
+    await seeded.push.count_rejections({Rejection.BAD_SIGN.value: (3, "sign does not match")})
+    await seeded.push.process_pending(100)
+    overview = await (await open_client.get("/console/")).text()
+    assert 'id="panel-push"' in overview
+    assert "bad_sign" in overview and "2 received" in overview
+    page = await (await open_client.get("/console/customers/1")).text()
+    assert "m-77" in page and "m-78" in page
+    assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
