@@ -27,6 +27,10 @@ async def sync_pass(
     settings.require_credentials()
     customers = await store.customers.keys(selectors or [])
     _check_selectors(selectors or [], customers)
+    # A paused customer (`customer pause`) is skipped by every pass until it is resumed.
+    paused = await store.controls.paused_refs()
+    if paused:
+        customers = [c for c in customers if c.ref not in paused]
     async with TanmaClient(settings) as client:
         with PassProgress(mode.value, lambda: client.requests) as progress:
             engine = SyncEngine(settings, store, client, progress)

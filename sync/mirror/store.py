@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sync.config.settings import Settings
 from sync.domain.errors import FatalError
 from sync.mirror.archive import ArchiveTable
+from sync.mirror.controls import CustomerControls
 from sync.mirror.customers import CustomerTable
 from sync.mirror.database import create_engine, pending_revisions, upgrade
 from sync.mirror.dialect import Dialect
@@ -30,6 +31,7 @@ class MirrorStore:
         self.reads = MirrorReads(engine)
         self.discovery = DiscoveryStore(engine, self.dialect)
         self.archive = ArchiveTable(engine, self.dialect)
+        self.controls = CustomerControls(engine, self.dialect)
 
 
 @asynccontextmanager
