@@ -58,12 +58,12 @@ class CustomerControls:
             return await self._document(conn, ref)
 
     async def _document(self, conn: AsyncConnection, ref: int) -> dict[str, Any]:
-        c = (await conn.execute(select(Customer).where(Customer.id == ref))).scalar_one()
+        c = (await conn.execute(select(Customer.__table__).where(Customer.id == ref))).one()
         state = (
             await conn.execute(
-                select(CustomerSyncState).where(CustomerSyncState.customer_ref == ref)
+                select(CustomerSyncState.__table__).where(CustomerSyncState.customer_ref == ref)
             )
-        ).scalar_one_or_none()
+        ).first()
         cursor = (
             CustomerCursor(**{name: getattr(state, name) for name in _CURSOR_COLUMNS})
             if state is not None
@@ -104,14 +104,16 @@ class CustomerControls:
             .limit(_RECENT)
         )
         audit = await conn.execute(
-            select(CustomerAudit)
+            select(CustomerAudit.__table__)
             .where(CustomerAudit.customer_ref == ref)
             .order_by(CustomerAudit.id.desc())
             .limit(_RECENT)
         )
         schedule = (
-            await conn.execute(select(CustomerSchedule).where(CustomerSchedule.customer_ref == ref))
-        ).scalar_one_or_none()
+            await conn.execute(
+                select(CustomerSchedule.__table__).where(CustomerSchedule.customer_ref == ref)
+            )
+        ).first()
         newest = files[3]
         if isinstance(newest, str):  # SQLite hands back text from an aggregate
             newest = datetime.fromisoformat(newest)
@@ -167,9 +169,7 @@ class CustomerControls:
                 }
                 for r in rejected
             ],
-            "audit": [
-                {"action": a.action, "actor": a.actor, "at": _iso(a.at)} for a in audit.scalars()
-            ],
+            "audit": [{"action": a.action, "actor": a.actor, "at": _iso(a.at)} for a in audit],
         }
 
     async def set_paused(self, ref: int, paused: bool, actor: str) -> bool:
