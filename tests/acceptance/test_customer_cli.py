@@ -1,0 +1,71 @@
+"""`tanma-sync customer …` as an operator runs it: show, pause, reset with its confirmation
+and audit row, and the JSON round trip from `show --format json` back into `reset`."""
+
+from __future__ import annotations
+
+import json
+
+from sync.sim import SimDataset
+from tests.cli_support import Cli
+
+
+def test_show_pause_and_reset_round_trip(cli: Cli, sim_factory) -> None:
+    dataset = SimDataset(seed=41, customers=3, mean_files=12)
+    sim = sim_factory(dataset)
+    cli.env["TANMA_BASE_URL"] = sim.base_url
+    path = cli.cwd / "customers.csv"
+    path.write_text(dataset.customers_csv(), encoding="utf-8")
+    assert cli("customers", "import", str(path)).code == 0
+    assert cli("backfill").code == 0
+    customer = str(dataset.customer(0).customer_id)
+
+    shown = cli("customer", "show", customer, "--format", "json")
+    assert shown.code == 0, shown.both
+    snapshot = json.loads(shown.out)
+    assert snapshot["customer"]["customer_id"] == int(customer)
+    assert snapshot["files"]["live"] == len(dataset.visible_records(0))
+    table = cli("customer", "show", customer)
+    assert table.code == 0 and "cursor.high_water_id" in table.out
+
+    paused = cli("customer", "pause", customer, "--by", "alice")
+    assert paused.code == 0 and "paused" in paused.out
+    status = cli("status", "--limit", "0")
+    assert "paused" in status.out, status.out
+    refused = cli("customer", "sync", customer)
+    assert refused.code == 2 and "is paused" in refused.err
+    assert cli("customer", "resume", customer).code == 0
+    synced = cli("customer", "sync", customer)
+    assert synced.code == 0 and "1 customers (1 ok" in synced.out, synced.both
+
+    # Without a terminal and without --yes, nothing is changed.
+    unconfirmed = cli("customer", "reset", customer)
+    assert unconfirmed.code == 2 and "--yes" in unconfirmed.err
+    reset = cli("customer", "reset", customer, "--yes", "--by", "bob")
+    assert reset.code == 0, reset.both
+    assert str(snapshot["cursor"]["high_water_id"]) in reset.out  # the state before, printed
+    assert (
+        json.loads(cli("customer", "show", customer, "--format", "json").out)["cursor"][
+            "high_water_id"
+        ]
+        is None
+    )
+
+    snapshot_file = cli.cwd / "state.json"
+    snapshot_file.write_text(shown.out, encoding="utf-8")
+    back = cli("customer", "reset", customer, "--from-json", str(snapshot_file), "--yes")
+    assert back.code == 0, back.both
+    after = json.loads(cli("customer", "show", customer, "--format", "json").out)
+    assert after["cursor"] == snapshot["cursor"]
+    assert [a["action"] for a in after["audit"]] == ["reset", "reset", "resume", "pause"]
+    assert after["audit"][2:] and after["audit"][-1]["actor"] == "alice"
+
+    other = str(dataset.customer(1).customer_id)
+    wrong = cli("customer", "reset", other, "--from-json", str(snapshot_file), "--yes")
+    assert wrong.code == 2 and "not this one" in wrong.err, wrong.both
+    snapshot_file.write_text("{not json", encoding="utf-8")
+    bad = cli("customer", "reset", customer, "--from-json", str(snapshot_file), "--yes")
+    assert bad.code == 2 and "not JSON" in bad.err and "Traceback" not in bad.err
+    too_high = cli("customer", "reset", customer, "--to", str(10**18), "--yes")
+    assert too_high.code == 2 and "above the customer's high-water mark" in too_high.err
+    missing = cli("customer", "show", "999999999")
+    assert missing.code == 2 and "no such customer" in missing.err
