@@ -57,6 +57,7 @@ class ArchiveLoop:
     async def _run(self) -> None:
         archiver = self._archiver
         batch = ROUND_FILES_PER_DOWNLOAD * archiver.settings.sync_archive_concurrency
+        await self._count_pending()
         while not archiver.stopping():
             self._wake.clear()
             try:
@@ -67,8 +68,20 @@ class ArchiveLoop:
             self._count(tally)
             if tally.archived + tally.failures and not archiver.stopping():
                 continue
+            await self._count_pending()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_s)
+
+    async def _count_pending(self) -> None:
+        """The backlog gauge, read when a round finds nothing due (one aggregate over the
+        coverage view, not one per round of downloads)."""
+        try:
+            coverage = await self._archiver.table.coverage()
+        except DATABASE_ERRORS as exc:
+            log.warning("archive_backlog_not_counted", error=describe_db_error(exc))
+            return
+        pending = sum(row.files for row in coverage if row.status != "archived")
+        self._metrics.archive_pending.set(pending)
 
     def _count(self, tally: ArchiveTally) -> None:
         m = self._metrics

@@ -55,6 +55,9 @@ class StatusListener:
         return _health_page(await self._readiness())
 
     async def _metrics_page(self, _request: web.Request) -> web.Response:
+        # The gauges that readiness sets (healthy, API reachable, credentials, staleness) are
+        # judged afresh for every scrape, so alerts do not depend on someone polling /readyz.
+        await self._readiness()
         # Rendering is quick, but keep it off the loop's critical path all the same.
         body = await asyncio.to_thread(generate_latest, self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -4,6 +4,7 @@ default), so several daemons in one test process never mix their numbers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from prometheus_client import (
@@ -11,6 +12,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -70,6 +72,9 @@ class DaemonMetrics:
             ["kind", "status"],
             registry=r,
         )
+        for kind in ("incremental", "full"):
+            for status in (*PASS_STATUSES, "skipped"):
+                self.discoveries.labels(kind, status)
         self.discovered = Counter(
             "tanma_sync_discovered_customers",
             "Customers discovery found, by what happened to them: new, updated, gone, rejected.",
@@ -117,8 +122,39 @@ class DaemonMetrics:
             "Unix time when the last pass (or empty sweep) finished without a fatal error.",
             registry=r,
         )
-        self.healthy = Gauge("tanma_sync_healthy", "1 when /healthz says ok, else 0.", registry=r)
+        self.healthy = Gauge("tanma_sync_healthy", "1 when /readyz says ok, else 0.", registry=r)
+        self.api_reachable = Gauge(
+            "tanma_sync_api_reachable",
+            "0 while the circuit breaker says the API is unreachable (this sweep or the last).",
+            registry=r,
+        )
+        self.api_reachable.set(1)
+        self.credentials_rejected = Gauge(
+            "tanma_sync_credentials_rejected",
+            "1 once the API rejected the credentials (code 1002), else 0.",
+            registry=r,
+        )
+        self.max_staleness = Gauge(
+            "tanma_sync_max_staleness_seconds",
+            "SYNC_MAX_STALENESS, the freshness bound the stalest customer is held to.",
+            registry=r,
+        )
+        self.archive_pending = Gauge(
+            "tanma_sync_archive_pending_files",
+            "Live files not archived yet (pending or failed), as of the archive loop's last look.",
+            registry=r,
+        )
+        Info("tanma_sync_build", "The running tanma-sync.", registry=r).info(
+            {"version": _version()}
+        )
         r.register(_ClientCollector(read_client))
+
+
+def _version() -> str:
+    try:
+        return version("tanma-sync")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class _ClientCollector(Collector):

@@ -354,4 +354,7 @@ class Sweeper:
             )
         )
         self.metrics.healthy.set(1 if health.ok else 0)
+        self.metrics.api_reachable.set(0 if tripped is not None or self.state.api_error else 1)
+        self.metrics.credentials_rejected.set(1 if self.state.credentials_error else 0)
+        self.metrics.max_staleness.set(self._settings.sync_max_staleness)
         return health
