@@ -7,9 +7,10 @@ from sqlalchemy import select
 
 from sync.cli.passes import sync_pass
 from sync.domain.customer_state import read_state_document, reset_cursor
-from sync.domain.customers_file import parse_customers
+from sync.domain.customers_file import CustomerRow, parse_customers
 from sync.domain.pager import CustomerCursor, PassMode
-from sync.mirror.models import Customer, CustomerFile
+from sync.mirror.fleet import FleetStore
+from sync.mirror.models import Customer, CustomerFile, utc_now
 from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
 from tests.helpers import StartSim, make_settings
@@ -190,3 +191,25 @@ async def test_reset_round_trips_what_show_prints_and_is_audited(
     report = await sync_pass(settings, store, PassMode.INCREMENTAL, [str(key.customer_id)])
     assert report.totals.records_inserted == 0 and report.status == "ok"
     assert (await store.controls.document(key.ref))["cursor"]["high_water_id"] == mark
+
+
+async def test_a_sweep_never_claims_a_paused_customer_nor_counts_it_stale(
+    store: MirrorStore,
+) -> None:
+
+    await store.customers.import_rows(
+        [CustomerRow(9000 + i, None, None, None, line=i + 2) for i in range(3)]
+    )
+    fleet = FleetStore(store.engine)
+    await fleet.ensure_schedule_rows()
+    [first] = await store.customers.keys(["9000"])
+    await store.controls.set_paused(first.ref, True, "ops")
+    assert (await fleet.outlook(utc_now())).backlog == 2
+    claims = await fleet.claim_due("w1", 10, 60, due_by=utc_now())
+    assert sorted(c.customer.customer_id for c in claims) == [9001, 9002]
+    stalest = await fleet.stalest()
+    assert stalest is not None and stalest.label != "9000"
+    await fleet.release("w1", [c.customer.ref for c in claims])
+    await store.controls.set_paused(first.ref, False, "ops")
+    again = await fleet.claim_due("w1", 10, 60, due_by=utc_now())
+    assert sorted(c.customer.customer_id for c in again) == [9000, 9001, 9002]
