@@ -69,3 +69,35 @@ def test_show_pause_and_reset_round_trip(cli: Cli, sim_factory) -> None:
     assert too_high.code == 2 and "above the customer's high-water mark" in too_high.err
     missing = cli("customer", "show", "999999999")
     assert missing.code == 2 and "no such customer" in missing.err
+
+
+def test_a_held_reconcile_shows_and_is_applied_on_request(cli: Cli, sim_factory) -> None:
+    dataset = SimDataset(seed=42, customers=2, mean_files=20)
+    sim = sim_factory(dataset)
+    cli.env["TANMA_BASE_URL"] = sim.base_url
+    path = cli.cwd / "customers.csv"
+    path.write_text(dataset.customers_csv(), encoding="utf-8")
+    assert cli("customers", "import", str(path)).code == 0
+    assert cli("backfill").code == 0
+    index = max(range(2), key=lambda i: len(dataset.visible_records(i)))
+    customer = str(dataset.customer(index).customer_id)
+    records = dataset.visible_records(index)
+    for record in records[1:]:
+        dataset.delete_record(record["id"])
+
+    full = cli("backfill", "--full")
+    assert full.code == 0 and "0 marked deleted" in full.out, full.both
+    assert "held" in cli("status", "--limit", "0").out
+    held = json.loads(cli("customer", "show", customer, "--format", "json").out)["control"]
+    assert held["held"] and f"{len(records) - 1} of {len(records)} files" in held["held_reason"]
+
+    applied = cli("customer", "reconcile", customer, "--allow-mass-delete", "--by", "erin")
+    assert applied.code == 0, applied.both
+    assert f"{len(records) - 1} marked deleted" in applied.out
+    after = json.loads(cli("customer", "show", customer, "--format", "json").out)
+    assert not after["control"]["held"] and after["files"]["live"] == 1
+    assert after["audit"][0] == {
+        **after["audit"][0],
+        "action": "reconcile_mass_delete",
+        "actor": "erin",
+    }
