@@ -3,8 +3,14 @@ and audit row, and the JSON round trip from `show --format json` back into `rese
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
+
+from sync.mirror.database import create_engine
+from sync.mirror.fleet import FleetStore
+from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
 from tests.cli_support import Cli
 
@@ -101,3 +107,42 @@ def test_a_held_reconcile_shows_and_is_applied_on_request(cli: Cli, sim_factory)
         "action": "reconcile_mass_delete",
         "actor": "erin",
     }
+
+
+def test_a_reset_on_postgresql_waits_for_the_lease_a_daemon_holds(
+    cli: Cli, backend: str, database_url: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("leases are PostgreSQL's; SQLite has one writer, behind its lock")
+    assert cli("customers", "add", "--customer-id", "7001").code == 0
+
+    async def hold() -> int:
+        engine = create_engine(database_url)
+        try:
+            fleet = FleetStore(engine)
+            await fleet.ensure_schedule_rows()
+            [key] = await MirrorStore(engine).customers.keys(["7001"])
+            assert await fleet.claim_chosen("daemon-x", [key.ref], 600)
+            return key.ref
+        finally:
+            await engine.dispose()
+
+    async def let_go(ref: int) -> None:
+        engine = create_engine(database_url)
+        try:
+            await FleetStore(engine).release("daemon-x", [ref])
+        finally:
+            await engine.dispose()
+
+    ref = asyncio.run(hold())
+    process = cli.start("customer", "reset", "7001", "--yes")
+    assert process.stderr is not None
+    # The reset says it waits (its first line on stderr) and does not go on meanwhile.
+    line = process.stderr.readline()
+    assert "is being synced by another worker" in line, line
+    assert process.poll() is None
+    asyncio.run(let_go(ref))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    shown = json.loads(cli("customer", "show", "7001", "--format", "json").out)
+    assert [a["action"] for a in shown["audit"]] == ["reset"]
