@@ -1,7 +1,7 @@
 """console indexes: customers by gone_at, sync state by last success and by failures
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02
 
 The operator console filters 100,000 customers by state (failing, stale, gone) and draws a
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -33,6 +33,15 @@ class FilePage:
     items: list[object]
     reported_page_size: int | None
     strings_checked: bool = False
+    # data.totalCount, the server's count of the whole list (informational; the deletion
+    # guard compares a full walk against it), or None when absent or unusable.
+    total_count: int | None = None
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def classify_response(
@@ -57,6 +66,7 @@ def classify_response(
         items=items,
         reported_page_size=_positive_int(data.get("pageSize")),
         strings_checked=strings_checked,
+        total_count=_count(data.get("totalCount")),
     )
 
 

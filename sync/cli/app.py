@@ -409,7 +409,14 @@ def daemon(
     _execute(lambda s: serve(s, migrate=_Options.migrate, burst=burst, announce=announce))
 
 
-async def _sync(settings: Settings, mode: PassMode, selectors: list[str], *, wait: bool) -> int:
+async def _sync(
+    settings: Settings,
+    mode: PassMode,
+    selectors: list[str],
+    *,
+    wait: bool,
+    allow_mass_delete: bool = False,
+) -> int:
     def waiting(holder: str) -> None:
         err.print(f"waiting: the mirror is being written by {holder}", markup=False)
 
@@ -419,7 +426,9 @@ async def _sync(settings: Settings, mode: PassMode, selectors: list[str], *, wai
             settings.sync_database_url, mode.value, wait=wait, on_wait=waiting
         )
         async with lock, _store(settings) as store:
-            report = await sync_pass(settings, store, mode, selectors)
+            report = await sync_pass(
+                settings, store, mode, selectors, allow_mass_delete=allow_mass_delete
+            )
     out.print(describe_report(report), markup=False)
     if report.unreachable is not None:
         err.print(f"error: {report.unreachable}", markup=False)
@@ -793,6 +802,13 @@ def demo(
         sync_rate_limit=2000,
         sync_concurrency=8,
     )
+
+
+# `tanma-sync customer …` (sync/cli/customer.py) is built on this module's shell (_execute,
+# _store, _sync), so it is imported once they exist.
+from sync.cli.customer import customer_app  # noqa: E402
+
+app.add_typer(customer_app, name="customer")
 
 
 def main() -> None:

@@ -21,15 +21,27 @@ from sync.mirror.store import MirrorStore
 
 
 async def sync_pass(
-    settings: Settings, store: MirrorStore, mode: PassMode, selectors: list[str] | None = None
+    settings: Settings,
+    store: MirrorStore,
+    mode: PassMode,
+    selectors: list[str] | None = None,
+    *,
+    allow_mass_delete: bool = False,
 ) -> RunReport:
-    """One pass over the selected customers (all when none are named)."""
+    """One pass over the selected customers (all when none are named); ``allow_mass_delete``
+    lets a reconcile's deletions past the guard (`customer reconcile --allow-mass-delete`)."""
     settings.require_credentials()
     customers = await store.customers.keys(selectors or [])
     _check_selectors(selectors or [], customers)
+    # A paused customer (`customer pause`) is skipped by every pass until it is resumed.
+    paused = await store.controls.paused_refs()
+    if paused:
+        customers = [c for c in customers if c.ref not in paused]
     async with TanmaClient(settings) as client:
         with PassProgress(mode.value, lambda: client.requests) as progress:
-            engine = SyncEngine(settings, store, client, progress)
+            engine = SyncEngine(
+                settings, store, client, progress, allow_mass_delete=allow_mass_delete
+            )
             if store.engine.dialect.name != "postgresql":
                 # SQLite: the writer lock (sync/mirror/writer_lock.py) keeps this pass alone.
                 return await engine.run_pass(mode, customers)

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     sync_breaker_seconds: Duration = Field(default=30.0, gt=0)
     sync_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     sync_stop_on_short_page: bool = True
+    # The mass-delete guard (sync/domain/deletion_guard.py): a full reconcile that would mark
+    # more than this share of a customer's live files deleted holds them back instead.
+    sync_max_delete_share: float = Field(default=0.5, ge=0, le=1, allow_inf_nan=False)
+    sync_max_delete_min_files: int = Field(default=5, ge=1)
     sync_log_format: Literal["auto", "console", "json", "logfmt"] = "auto"
     sync_log_level: Literal["debug", "info", "warning", "error"] = "info"
 

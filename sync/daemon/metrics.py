@@ -4,7 +4,7 @@ default), so several daemons in one test process never mix their numbers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from prometheus_client import (
@@ -200,9 +200,16 @@ class DaemonMetrics:
             registry=r,
         )
         Info("tanma_sync_build", "The running tanma-sync.", registry=r).info(
-            {"version": version("tanma-sync")}
+            {"version": _version()}
         )
         r.register(_ClientCollector(read_client))
+
+
+def _version() -> str:
+    try:
+        return version("tanma-sync")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class _ClientCollector(Collector):

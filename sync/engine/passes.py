@@ -19,6 +19,7 @@ from sync.api.client import TanmaClient
 from sync.config.settings import Settings
 from sync.domain.breaker import BreakerLimits, CircuitBreaker
 from sync.domain.customers import CustomerKey
+from sync.domain.deletion_guard import DeletionGuard, walk_ended_early
 from sync.domain.errors import (
     ApiUnreachable,
     CustomerError,
@@ -73,8 +74,12 @@ class SyncEngine:
         store: MirrorStore,
         client: TanmaClient,
         progress: ProgressSink | None = None,
+        *,
+        allow_mass_delete: bool = False,
     ) -> None:
         self._settings = settings
+        # `customer reconcile --allow-mass-delete`: this engine's reconciles skip the guard.
+        self._allow_mass_delete = allow_mass_delete
         self._store = store
         self._client = client
         self._progress = progress or NoProgress()
@@ -280,6 +285,11 @@ class SyncEngine:
         top_up = stored.in_pass
         cursor = begin_pass(stored, mode, lookback, utc_now())
         fence = feed.fence(customer)
+        # The deletion guard compares a walk from the top with the first page's totalCount; a
+        # resumed walk saw its upper pages in another process, so only the share rule judges it.
+        first_total: int | None = None
+        items_seen = 0
+        whole_walk = not stored.in_pass
         while True:
             halt = feed.may_continue(customer)
             if halt is not None:
@@ -291,6 +301,9 @@ class SyncEngine:
             except TimeoutError:
                 return "its lease ran out during a request"
             records, rejected = split_items(page.items, strings_checked=page.strings_checked)
+            if next_last_id(cursor) is None:
+                first_total = page.total_count
+            items_seen += len(page.items)
             outcome = step(
                 cursor,
                 [r.id for r in records],
@@ -312,6 +325,12 @@ class SyncEngine:
                 completed=outcome.verdict is PageVerdict.COMPLETE,
                 vanished=outcome.vanished,
                 fence=fence,
+                guard=DeletionGuard(
+                    self._settings.sync_max_delete_share,
+                    walk_ended_early(first_total, items_seen) if whole_walk else None,
+                    self._allow_mass_delete,
+                    self._settings.sync_max_delete_min_files,
+                ),
             )
             counts = await retry_db(partial(whole, write), bound)
             tallies[0].counts.add(counts)

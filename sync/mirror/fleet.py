@@ -33,6 +33,12 @@ from sync.mirror.pages import Fence
 
 # A declarative class's __table__ is a Table; SQLAlchemy's stubs only promise a FromClause.
 _SCHEDULE = cast(Table, CustomerSchedule.__table__)
+# A paused customer (`customer pause`) is never claimed by a sweep, nor counted stale.
+_NOT_PAUSED = ~(
+    select(Customer.id)
+    .where(Customer.id == _SCHEDULE.c.customer_ref, Customer.paused_at.is_not(None))
+    .exists()
+)
 # Never-planned customers (new ones) first, then by due time; the id makes the order total.
 _MOST_OVERDUE_FIRST = (_SCHEDULE.c.next_due_at.asc().nulls_first(), _SCHEDULE.c.customer_ref)
 
@@ -171,7 +177,7 @@ class FleetStore:
         first. (Due times are the daemons' plan, written from their clocks; lease expiry is
         the database's clock.)"""
         due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= due_by)
-        return await self._claim(worker_id, due, limit, lease_ttl)
+        return await self._claim(worker_id, due & _NOT_PAUSED, limit, lease_ttl)
 
     async def claim_chosen(
         self, worker_id: str, customer_refs: Sequence[int], lease_ttl: float
@@ -309,7 +315,7 @@ class FleetStore:
         time, for a sweep's summary line."""
         due = or_(_SCHEDULE.c.next_due_at.is_(None), _SCHEDULE.c.next_due_at <= now)
         query = select(
-            func.count().filter(due),
+            func.count().filter(due & _NOT_PAUSED),
             func.min(_SCHEDULE.c.next_due_at).filter(_SCHEDULE.c.next_due_at > now),
         )
         async with self.engine.connect() as conn:
@@ -337,6 +343,7 @@ class FleetStore:
         query = (
             select(Customer.customer_id, Customer.external_user_id, since.label("since"))
             .outerjoin(CustomerSyncState, CustomerSyncState.customer_ref == Customer.id)
+            .where(Customer.paused_at.is_(None))
             .order_by(since.asc(), Customer.id)
             .limit(1)
         )

@@ -25,6 +25,7 @@ CUSTOMERS = Listing(
         ReportColumn("owner_name", Kind.TEXT),
         ReportColumn("files", Kind.COUNT),
         ReportColumn("gone_at", Kind.INSTANT),
+        ReportColumn("control", Kind.TEXT),
     ),
 )
 
@@ -33,6 +34,7 @@ STATUS = Listing(
     fields=(
         ReportColumn("customer", Kind.TEXT),
         ReportColumn("state", Kind.TEXT),
+        ReportColumn("control", Kind.TEXT),
         ReportColumn("files", Kind.COUNT),
         ReportColumn("last_success_at", Kind.INSTANT),
         ReportColumn("last_error", Kind.TEXT, shortened=True),
@@ -84,9 +86,27 @@ def _live_files(ref: ColumnElement[Any]) -> tuple[ColumnElement[Any], ColumnElem
     return count, newest
 
 
+def _control_word(customers: FromClause) -> ColumnElement[Any]:
+    """``paused`` or ``held`` (operator controls, sync/mirror/controls.py), else empty."""
+    return case(
+        (customers.c.paused_at.is_not(None), "paused"),
+        (customers.c.held_at.is_not(None), "held"),
+        else_="",
+    )
+
+
+def _control(ref: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The control word of the customer whose row id is ``ref``."""
+    customers = Customer.__table__.alias("controlled")
+    return select(_control_word(customers)).where(customers.c.id == ref).scalar_subquery()
+
+
 def customers_query(limit: int | None) -> Select[Any]:
     files, _ = _live_files(Customer.__table__.c.id)
-    computed: dict[str, ColumnElement[Any]] = {"files": files}
+    computed: dict[str, ColumnElement[Any]] = {
+        "files": files,
+        "control": _control_word(Customer.__table__),
+    }
     table = Customer.__table__.c
     columns = [
         computed[f.name].label(f.name) if f.name in computed else table[f.name]
@@ -130,6 +150,7 @@ def status_query(
         view.c.customer_id,
         view.c.external_user_id,
         state.label("state"),
+        _control(view.c.customer_ref).label("control"),
         files.label("files"),
         newest.label("newest_file"),
         view.c.last_attempt_at,

@@ -101,6 +101,12 @@ class Customer(Base):
     first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Operator controls (migration 0009): a paused customer is skipped by passes and sweeps; a
+    # held one had a full reconcile's deletions withheld by the mass-delete guard.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_by: Mapped[str | None] = mapped_column(String(128))
+    held_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    held_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class CustomerFile(Base):
@@ -368,3 +374,20 @@ class PushRejection(Base):
     count: Mapped[int] = mapped_column(BigInteger, default=0)
     last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_detail: Mapped[str | None] = mapped_column(Text)
+
+
+class CustomerAudit(Base):
+    """What an operator did to one customer (reset, pause, resume, reconcile): who, when, and
+    the customer's state before and after, as JSON text."""
+
+    __tablename__ = "customer_audit"
+
+    id: Mapped[int] = mapped_column(SurrogateKey, primary_key=True, autoincrement=True)
+    customer_ref: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)

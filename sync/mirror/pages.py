@@ -12,17 +12,24 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import bindparam, null, select, update
+from sqlalchemy import bindparam, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.customers import CustomerKey
+from sync.domain.deletion_guard import DeletionGuard, judge_deletions
 from sync.domain.jsoncodec import encode_json
 from sync.domain.pager import CustomerCursor, VanishedCheck
 from sync.domain.records import FileRecord, RejectedRecord
 from sync.domain.tally import PageCounts
 from sync.mirror.batching import Batcher
 from sync.mirror.dialect import Dialect
-from sync.mirror.models import CustomerFile, CustomerSyncState, RejectedRecordRow, utc_now
+from sync.mirror.models import (
+    Customer,
+    CustomerFile,
+    CustomerSyncState,
+    RejectedRecordRow,
+    utc_now,
+)
 
 # FileRecord's fields are named as the columns they fill; an upsert refreshes all but the key.
 _RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
@@ -55,6 +62,7 @@ class _PageWrite:
     completed: bool
     vanished: VanishedCheck | None
     fence: Fence | None
+    guard: DeletionGuard | None
 
 
 # How much one group transaction may carry: short enough to keep any page's wait small and
@@ -156,6 +164,7 @@ class PageWriter:
         completed: bool,
         vanished: VanishedCheck | None = None,
         fence: Fence | None = None,
+        guard: DeletionGuard | None = None,
     ) -> PageCounts:
         """One page in one transaction: its rows, its rejected items and the new cursor.
 
@@ -163,7 +172,9 @@ class PageWriter:
         commit, sync/mirror/batching.py): each page still lands whole with its cursor or not at
         all, and a page that fails is written again on its own so it fails alone.
         """
-        page = _PageWrite(customer, records, rejected, cursor, run_id, completed, vanished, fence)
+        page = _PageWrite(
+            customer, records, rejected, cursor, run_id, completed, vanished, fence, guard
+        )
         return await self._pages.submit(page)
 
     async def _write_pages(self, pages: Sequence[_PageWrite]) -> list[PageCounts]:
@@ -179,18 +190,33 @@ class PageWriter:
                     await self._set_aside(conn, page.customer.ref, page.rejected, page.run_id, now)
                     page_counts.rejected = len(page.rejected)
                 if page.vanished is not None:
-                    result = await conn.execute(
-                        update(CustomerFile)
-                        .where(
-                            CustomerFile.source_customer_id == page.customer.ref,
-                            CustomerFile.last_seen_at < page.vanished.seen_since,
-                            CustomerFile.deleted_at.is_(None),
-                        )
-                        .values(deleted_at=now)
-                    )
-                    page_counts.deleted = result.rowcount
+                    page_counts.deleted = await self._mark_vanished(conn, page, now)
             await self._write_states(conn, pages, now)
         return counts
+
+    async def _mark_vanished(self, conn: AsyncConnection, page: _PageWrite, now: datetime) -> int:
+        """A full reconcile's end: mark the files it did not see deleted, unless the guard
+        holds them back; the customer's hold records why (and is cleared by a reconcile the
+        guard lets through)."""
+        assert page.vanished is not None
+        ref = page.customer.ref
+        live = (CustomerFile.source_customer_id == ref) & CustomerFile.deleted_at.is_(None)
+        unseen = live & (CustomerFile.last_seen_at < page.vanished.seen_since)
+        hold_reason = None
+        if page.guard is not None:
+            counts = select(func.count().filter(unseen), func.count()).where(live)
+            vanishing, live_files = (await conn.execute(counts)).one()
+            hold_reason = judge_deletions(page.guard, live_files, vanishing).hold_reason
+        held = {"held_at": now, "held_reason": hold_reason} if hold_reason else {}
+        await conn.execute(
+            update(Customer)
+            .where(Customer.id == ref)
+            .values(held or {"held_at": None, "held_reason": None})
+        )
+        if hold_reason is not None:
+            return 0
+        result = await conn.execute(update(CustomerFile).where(unseen).values(deleted_at=now))
+        return int(result.rowcount)
 
     async def record_failure(self, customer_ref: int, reason: str) -> None:
         """The pass for this customer stopped; its cursor stays where the last page left it."""

@@ -12,6 +12,7 @@ from sync.config.settings import Settings
 from sync.domain.errors import FatalError
 from sync.mirror.archive import ArchiveTable
 from sync.mirror.console_reads import ConsoleReads
+from sync.mirror.controls import CustomerControls
 from sync.mirror.customers import CustomerTable
 from sync.mirror.database import create_engine, pending_revisions, upgrade
 from sync.mirror.dialect import Dialect
@@ -34,6 +35,7 @@ class MirrorStore:
         self.archive = ArchiveTable(engine, self.dialect)
         self.console = ConsoleReads(engine, self.dialect)
         self.push = PushInboxStore(engine, self.dialect)
+        self.controls = CustomerControls(engine, self.dialect)
 
 
 @asynccontextmanager

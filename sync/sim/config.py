@@ -15,6 +15,9 @@ class SimConfig:
     app_key: str = "demo-key"
     timestamp_window_s: float = 300
     page_size_cap: int = 100  # the server returns at most this many; data.pageSize echoes it
+    # Returns at most this many records while data.pageSize still echoes the size asked for
+    # (a silent cap: the client's walk ends after the first page); None serves whole pages.
+    silent_page_size_cap: int | None = None
     default_page_size: int = 30  # when the request has no pageSize (the doc's example uses 30)
     latency_ms: float = 0
     rate_limit: float | None = None  # requests per second; None = unlimited
@@ -88,6 +91,7 @@ _STRINGS = frozenset({"app_id", "app_key", "push_events", "push_corp_id"})
 _INTEGERS = frozenset(
     {
         "page_size_cap",
+        "silent_page_size_cap",
         "default_page_size",
         "fault_seed",
         "burst429_length",
@@ -99,7 +103,9 @@ _INTEGERS = frozenset(
     }
 )
 _BOOLEANS = frozenset({"prebuilt_pages", "serve_missing_files"})
-_NULLABLE = frozenset({"rate_limit", "rate_burst", "max_faults_per_customer_page"})
+_NULLABLE = frozenset(
+    {"rate_limit", "rate_burst", "max_faults_per_customer_page", "silent_page_size_cap"}
+)
 
 
 def _check_type(name: str, value: object) -> None:

@@ -446,7 +446,10 @@ class Simulator:
                 size,
                 lambda total, records: _encode_page(size, total, records),
             )
-        total, records = self.dataset.page(customer.index, last_id, size)
+        # A server that caps its pages without saying so echoes the size it was asked for.
+        silent_cap = self.config.silent_page_size_cap
+        served = size if silent_cap is None else min(size, silent_cap)
+        total, records = self.dataset.page(customer.index, last_id, served)
         return _encode_page(size, total, records), len(records)
 
     def _page(

@@ -93,7 +93,9 @@ async def test_full_backfill_updates_marks_deleted_and_clears_on_return(
     dataset = SimDataset(seed=6, customers=10, mean_files=20)
     _, url = await start_sim(dataset)
     await import_all(store, dataset)
-    settings = make_settings(url, database_url, sync_page_size=7)
+    # Some customers hold a file or two, so a victim can be most of their list: the mass-delete
+    # guard (tested in test_customer_controls.py) is opened wide to test the marking itself.
+    settings = make_settings(url, database_url, sync_page_size=7, sync_max_delete_share=1.0)
     await sync_pass(settings, store, PassMode.BACKFILL)
 
     victims = sorted(dataset.expected_mirror())[::9][:4]

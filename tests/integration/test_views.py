@@ -91,7 +91,11 @@ async def _sync_twins(urls: dict[str, str]) -> Twins:
 
         async def each(mode: PassMode) -> None:
             for backend, store in stores.items():
-                settings = make_settings(base_url, urls[backend], sync_page_size=25)
+                # One customer is emptied upstream on purpose: the mass-delete guard (tested in
+                # test_customer_controls.py) is opened wide so the views see those deletions.
+                settings = make_settings(
+                    base_url, urls[backend], sync_page_size=25, sync_max_delete_share=1.0
+                )
                 await sync_pass(settings, store, mode)
 
         for store in stores.values():
