@@ -29,8 +29,10 @@ def _sqlite_upsert(db: sqlite3.Connection) -> Upsert:
 
     def upsert(ref: int, items: list[dict[str, Any]]) -> None:
         now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
-        with db:  # one transaction
-            db.executemany(sql, [_row(item, ref, now, text_times=True) for item in items])
+        rows = [_row(item, ref, now, text_times=True) for item in items]
+        db.execute("BEGIN")
+        db.executemany(sql, rows)
+        db.execute("COMMIT")
 
     return upsert
 
@@ -47,7 +49,9 @@ def _postgres_upsert(conn: Any) -> Upsert:
     return upsert
 
 
-def _walk(base_url: str, customers: Sequence[Customer], page_size: int, upsert: Upsert) -> WalkCount:
+def _walk(
+    base_url: str, customers: Sequence[Customer], page_size: int, upsert: Upsert
+) -> WalkCount:
     count = WalkCount()
     started = time.perf_counter()
     with requests.Session() as session:
@@ -87,7 +91,6 @@ def lean_pass(backend: str, url: str, base_url: str, page_size: int) -> WalkCoun
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.isolation_level = ""  # `with db` opens and commits the page's transaction
             customers = list(db.execute("SELECT id, customer_id FROM customers ORDER BY id"))
             return _walk(base_url, customers, page_size, _sqlite_upsert(db))
         finally:

@@ -282,11 +282,11 @@ def throughput(sizes: Sizes, backend: str, log: Log) -> list[Row]:
             f"(a `db upgrade`); {_spread(tool_cpu)}"),
         Row("1b. CPU per record", f"raw pipeline, whole ({backend})", median(raw_cpu), "µs",
             f"this process's CPU; {_spread(raw_cpu)}"),
-        *(Row("1b. CPU per record", f"tanma-sync stage: {name} ({backend})",
-              median([getattr(run, f"{name}_us") for run in stage_runs]), "µs",
-              f"the tool's own code in this process, process CPU; "
-              f"{_spread([getattr(run, f'{name}_us') for run in stage_runs], 1)}")
-          for name in ("fetch", "parse", "write")),
+        *(Row("1b. CPU per record", f"tanma-sync stage: {name} ({backend})", median(values),
+              "µs", f"the tool's own code in this process, process CPU; {_spread(values, 1)}")
+          for name, values in (("fetch", [run.fetch_us for run in stage_runs]),
+                               ("parse", [run.parse_us for run in stage_runs]),
+                               ("write", [run.write_us for run in stage_runs]))),
     ]  # fmt: skip
 
 

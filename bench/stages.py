@@ -61,7 +61,10 @@ def _parse(
         rejected: list[RejectedRecord] = []
         for item in page.items:
             outcome = parse_record(item, strings_checked=page.strings_checked)
-            (records if isinstance(outcome, FileRecord) else rejected).append(outcome)
+            if isinstance(outcome, FileRecord):
+                records.append(outcome)
+            else:
+                rejected.append(outcome)
         parsed.append((key, records, rejected))
     return parsed
 
@@ -77,7 +80,9 @@ async def stage_cpu(settings: Settings) -> StageCpu:
         parsed_at = time.process_time()
         records = sum(len(r) for _, r, _ in parsed)
 
-        async def write(key: CustomerKey, rows: list[FileRecord], bad: list[RejectedRecord]) -> None:
+        async def write(
+            key: CustomerKey, rows: list[FileRecord], bad: list[RejectedRecord]
+        ) -> None:
             last = rows[-1].id if rows else None
             await store.pages.save(
                 key, rows, bad, CustomerCursor(pass_cursor_id=last), run_id=None, completed=False

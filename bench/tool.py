@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.simproc import APP_ID, APP_KEY
 from sync.config.settings import Settings
@@ -91,7 +92,9 @@ def tool_env(
 
 def settings_of(env: dict[str, str]) -> Settings:
     """The settings the tool would read from ``env`` (for the stages run in this process)."""
-    chosen = {k.lower(): v for k, v in env.items() if k.startswith(("TANMA_", "SYNC_"))}
+    chosen: dict[str, Any] = {
+        k.lower(): v for k, v in env.items() if k.startswith(("TANMA_", "SYNC_"))
+    }
     return Settings(_env_file=None, **chosen)
 
 
