@@ -54,6 +54,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dlt-customers", type=int, help="customers of the dlt comparison")
     parser.add_argument("--import-customers", type=int, help="customers of the import runs")
     parser.add_argument(
+        "--sim-raised-priority",
+        action="store_true",
+        help="run the budget section's simulator at a raised priority, its data set frozen "
+        "out of the garbage collector",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="write the results into this file (default: BENCHMARKS.md for a full run, "
@@ -75,6 +81,7 @@ def _sizes(args: argparse.Namespace) -> sections.Sizes:
         "memory_customers": tuple(args.memory_customers) if args.memory_customers else None,
         "dlt_customers": args.dlt_customers,
         "import_customers": args.import_customers,
+        "sim_raised_priority": True if args.sim_raised_priority else None,
     }
     return dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -9,11 +9,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import raw, tool
+from bench import lean, raw, stages, tool
 from bench.databases import asyncpg_dsn, fresh_database, sqlite_path
 from bench.simproc import SimProcess
 
@@ -47,6 +48,10 @@ class Sizes:
     archive_mean_files: float = 10
     archive_file_bytes: int = 4_000_000
     archive_big_bytes: int = 100_000_000
+    # The budget section's simulator at a raised scheduling priority with its data set frozen
+    # out of the collector, so fewer of its arrival stamps are its own late wake-ups; it takes
+    # CPU from the tool on a shared machine (BENCHMARKS.md, budget section).
+    sim_raised_priority: bool = False
 
 
 # The brief's sizes: 300,000 records over 3,000 customers, a budget run of over 10,000
@@ -208,6 +213,10 @@ def throughput(sizes: Sizes, backend: str, log: Log) -> list[Row]:
     tool_rates: list[float] = []
     raw_rates: list[float] = []
     write_rates: list[float] = []
+    lean_rates: list[float] = []
+    tool_cpu: list[float] = []
+    raw_cpu: list[float] = []
+    stage_runs: list[stages.StageCpu] = []
     records = 0
     with SimProcess(
         customers=sizes.throughput_customers, mean_files=sizes.throughput_mean_files
@@ -224,22 +233,38 @@ def throughput(sizes: Sizes, backend: str, log: Log) -> list[Row]:
         for rep in range(sizes.reps):
             with fresh_database(backend) as url:
                 env = _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                # The same start-up (interpreter, imports, settings, schema check) without the
+                # pass, taken off the backfill's CPU time.
+                startup = tool.run_cli(["db", "upgrade"], env).check().cpu_s
                 result = tool.sync_pass("backfill", env)
                 tool_rates.append(result.records_per_s)
                 records = result.records
+                tool_cpu.append((result.cpu_s - startup) * 1e6 / records)
             with fresh_database(backend) as url:
                 _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                cpu_started = time.process_time()
                 count = asyncio.run(_raw_pass(backend, url, sim.base_url, sizes.concurrency))
+                raw_cpu.append((time.process_time() - cpu_started) * 1e6 / count.records)
                 if count.records != records:
                     raise RuntimeError(f"raw pipeline saw {count.records}, tool {records}")
                 raw_rates.append(count.records / count.seconds)
+            with fresh_database(backend) as url:
+                _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                counted = lean.lean_pass(backend, url, sim.base_url, PAGE_SIZE)
+                if counted.records != records:
+                    raise RuntimeError(f"lean loop saw {counted.records}, tool {records}")
+                lean_rates.append(counted.records / counted.seconds)
+            with fresh_database(backend) as url:
+                env = _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
+                stage_runs.append(asyncio.run(stages.stage_cpu(tool.settings_of(env))))
             with fresh_database(backend) as url:
                 _prepare(sim, url, csv, concurrency=sizes.concurrency, rate=UNLIMITED)
                 seconds = asyncio.run(_write_only(backend, url, pages, sizes.concurrency))
                 write_rates.append(records / seconds)
             log(
                 f"{backend} rep {rep + 1}: tool {tool_rates[-1]:,.0f}, raw pipeline "
-                f"{raw_rates[-1]:,.0f}, write path alone {write_rates[-1]:,.0f} records/s"
+                f"{raw_rates[-1]:,.0f}, write path alone {write_rates[-1]:,.0f}, lean loop "
+                f"{lean_rates[-1]:,.0f} records/s"
             )
     ratio = median(tool_rates) / median(raw_rates)
     section = "1. engine throughput"
@@ -251,7 +276,21 @@ def throughput(sizes: Sizes, backend: str, log: Log) -> list[Row]:
             median(raw_rates), "records/s", _spread(raw_rates)),
         Row(section, f"write path alone, pre-fetched pages ({backend})", median(write_rates),
             "records/s", _spread(write_rates)),
-        Row(section, f"tool / raw pipeline ({backend})", ratio, "×", "", "≥ 0.50", ratio >= 0.5),
+        Row(section, f"tool / raw pipeline ({backend})", ratio, "×", "", "≥ 0.80", ratio >= 0.8),
+        Row(section, f"lean loop: requests, one thread, one upsert per page ({backend})",
+            median(lean_rates), "records/s", _spread(lean_rates)),
+        Row(section, f"tool / lean loop ({backend})", median(tool_rates) / median(lean_rates),
+            "×"),
+        Row("1b. CPU per record", f"tanma-sync backfill, whole pipeline ({backend})",
+            median(tool_cpu), "µs", "child process CPU (user + system) less its start-up "
+            f"(a `db upgrade`); {_spread(tool_cpu)}"),
+        Row("1b. CPU per record", f"raw pipeline, whole ({backend})", median(raw_cpu), "µs",
+            f"this process's CPU; {_spread(raw_cpu)}"),
+        *(Row("1b. CPU per record", f"tanma-sync stage: {name} ({backend})", median(values),
+              "µs", f"the tool's own code in this process, process CPU; {_spread(values, 1)}")
+          for name, values in (("fetch", [run.fetch_us for run in stage_runs]),
+                               ("parse", [run.parse_us for run in stage_runs]),
+                               ("write", [run.write_us for run in stage_runs]))),
     ]  # fmt: skip
 
 
@@ -269,6 +308,7 @@ def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> l
         latency_ms=sizes.latency_ms,
         rate_limit=sizes.rate_limit,
         rate_burst=5,
+        raised_priority=sizes.sim_raised_priority,
     ) as sim:
         csv = sim.customers_csv()
         for rep in range(sizes.reps):
@@ -299,7 +339,7 @@ def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> l
             f"backfill requests/s ÷ SYNC_RATE_LIMIT ({limit}, {sizes.latency_ms:g} ms latency, "
             f"{int(median(backfill_requests)):,} requests, {backend})", median(use), "of the limit",
             f"n={len(use)}; simulator counted {over_limit} requests above its {limit} bucket "
-            "(burst 5)", "≥ 0.95", median(use) >= 0.95),
+            "(burst 5)", "≥ 0.97", median(use) >= 0.97),
         Row("3. incremental cost",
             f"requests per unchanged customer (`run` over {sizes.budget_customers:,}, {backend})",
             median(per_customer), "requests", f"n={len(per_customer)}", "= 1.00",

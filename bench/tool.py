@@ -11,8 +11,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.simproc import APP_ID, APP_KEY
+from sync.config.settings import Settings
 
 # describe_report: "... {requests} requests ({retries} retries) in {seconds}s = {rate} records/s"
 _REPORT = re.compile(
@@ -35,6 +37,7 @@ class CliRun:
     stderr: str
     wall_s: float
     peak_rss_mb: float
+    cpu_s: float  # the process's CPU time, user and system, start-up included
 
     def check(self) -> CliRun:
         if self.exit_code != 0:
@@ -53,6 +56,7 @@ class PassResult:
     pass_s: float
     wall_s: float
     peak_rss_mb: float
+    cpu_s: float
 
     @property
     def records_per_s(self) -> float:
@@ -86,6 +90,14 @@ def tool_env(
     return env
 
 
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings the tool would read from ``env`` (for the stages run in this process)."""
+    chosen: dict[str, Any] = {
+        k.lower(): v for k, v in env.items() if k.startswith(("TANMA_", "SYNC_"))
+    }
+    return Settings(_env_file=None, **chosen)
+
+
 def _peak_rss_mb(pid: int) -> float | None:
     """VmHWM of a running process: its peak RSS since it started its program."""
     try:
@@ -117,10 +129,16 @@ def run_cli(args: list[str], env: dict[str, str]) -> CliRun:
                 cwd=cwd,
             )
             peak = 0.0
-            while proc.poll() is None:
+            # Reaped with wait4 for the child's own CPU time (user + system); its ru_maxrss is
+            # not used (see above).
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
                 peak = max(peak, _peak_rss_mb(proc.pid) or 0.0)
                 time.sleep(0.02)
             wall = time.perf_counter() - started
+            proc.returncode = os.waitstatus_to_exitcode(status)
         return CliRun(
             " ".join(args),
             proc.returncode,
@@ -128,6 +146,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> CliRun:
             err_path.read_text(errors="replace"),
             wall,
             peak,
+            usage.ru_utime + usage.ru_stime,
         )
 
 
@@ -164,6 +183,7 @@ def sync_pass(command: str, env: dict[str, str]) -> PassResult:
         pass_s=float(seconds),
         wall_s=run.wall_s,
         peak_rss_mb=run.peak_rss_mb,
+        cpu_s=run.cpu_s,
     )
 
 

@@ -77,6 +77,7 @@ class SearchPage:
     items: list[object]
     total_count: int
     reported_page_size: int | None
+    strings_checked: bool = False  # as FilePage's
 
 
 def classify_search_response(
@@ -89,7 +90,7 @@ def classify_search_response(
     """A search page, or raise the error that says what to do about this answer. The
     customers are in ``data.data`` (``data.result`` and ``data.list`` are read too, in case);
     ``totalCount`` must be there, as a number or a digit string, since the walk relies on it."""
-    data, _ = _answer_data(
+    data, strings_checked = _answer_data(
         status, body, retry_after, server_time_ms, endpoint="the customer search"
     )
     if data is None:
@@ -109,7 +110,10 @@ def classify_search_response(
     if not isinstance(total, int) or isinstance(total, bool) or total < 0:
         raise TransientError("search answer has no usable data.totalCount")
     return SearchPage(
-        items=items, total_count=total, reported_page_size=_positive_int(data.get("pageSize"))
+        items=items,
+        total_count=total,
+        reported_page_size=_positive_int(data.get("pageSize")),
+        strings_checked=strings_checked,
     )
 
 

@@ -19,6 +19,7 @@ from sync.domain.records import (
     _bigint,
     _json_kind,
     _text,
+    _too_deep,
     _unstorable,
     is_ascii_digits,
     to_json_text,
@@ -66,12 +67,17 @@ def payload_digest(payload: str) -> str:
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def parse_customer_item(item: object) -> DiscoveredCustomer | RejectedCustomer:
+def parse_customer_item(
+    item: object, *, strings_checked: bool = False
+) -> DiscoveredCustomer | RejectedCustomer:
+    """Parse one customer of a search answer. ``strings_checked``: the item comes from a
+    document ``decode_json`` proved storable, so only its depth is left to check (as for
+    ``parse_record``)."""
     if not isinstance(item, dict):
         return RejectedCustomer(
             f"customer item is a JSON {_json_kind(item)}, not an object", to_json_text(item)
         )
-    unstorable = _unstorable(item)
+    unstorable = _too_deep(item) if strings_checked else _unstorable(item)
     if unstorable:
         return RejectedCustomer(unstorable.replace("record", "customer item"), to_json_text(item))
     customer_id, id_problem = _customer_id(item)

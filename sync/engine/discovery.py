@@ -147,7 +147,7 @@ class DiscoveryEngine:
                 customers: list[DiscoveredCustomer] = []
                 rejected: list[RejectedCustomer] = []
                 for item in page.items:
-                    parsed = parse_customer_item(item)
+                    parsed = parse_customer_item(item, strings_checked=page.strings_checked)
                     if isinstance(parsed, DiscoveredCustomer):
                         customers.append(parsed)
                     else:

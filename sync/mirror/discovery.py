@@ -269,6 +269,7 @@ class DiscoveryStore:
         counts = DiscoveryCounts()
         async with self._engine.begin() as conn:
             await self._fence(conn, worker, ttl, {"walk": _walk_text(walk), "run_id": run_id})
+            await self._dialect.plan_each_statement(conn)
             now = await self._dialect.read_now(conn)
             hinted = await self._upsert_customers(conn, customers, now, counts)
             if rejected:

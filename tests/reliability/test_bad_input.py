@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sync.api.responses import FilePage, classify_response
 from sync.cli.passes import sync_pass
 from sync.domain.customers_file import CustomerRow
+from sync.domain.discovered import DiscoveredCustomer, RejectedCustomer, parse_customer_item
 from sync.domain.errors import SyncError
 from sync.domain.jsoncodec import decode_json
 from sync.domain.pager import CustomerCursor, PageVerdict, PassMode, begin_pass, step
@@ -133,6 +134,39 @@ def test_the_fast_decoding_path_parses_every_record_as_the_thorough_one_does(
     check()
     figures.add(case_name, inputs_generated=seen.total())
     assert seen["checked"] and seen["thorough"], seen
+
+
+def test_the_fast_decoding_path_parses_every_customer_item_as_the_thorough_one_does(
+    scale: Scale, figures: Figures, case_name: str
+) -> None:
+    """The same proof for discovery's customer items: a search answer decoded by
+    ``decode_json`` skips the string search, and the outcome must be the thorough one."""
+    seen: Counter[str] = Counter()
+
+    @_hypothesis(scale.property_examples)
+    @given(any_records(), st.booleans())
+    def check(item: Any, ascii_only: bool) -> None:
+        try:
+            text = json.dumps({"code": 0, "data": {"data": [item]}}, ensure_ascii=ascii_only)
+        except (ValueError, RecursionError):
+            return
+        body = text.encode("utf-8", "surrogatepass")
+        document, checked = decode_json(body)
+        reference = json.loads(body)
+        fast = parse_customer_item(document["data"]["data"][0], strings_checked=checked)
+        thorough = parse_customer_item(reference["data"]["data"][0])
+        assert _comparable_customer(fast) == _comparable_customer(thorough)
+        seen["checked" if checked else "thorough"] += 1
+
+    check()
+    figures.add(case_name, inputs_generated=seen.total())
+    assert seen["checked"] and seen["thorough"], seen
+
+
+def _comparable_customer(parsed: DiscoveredCustomer | RejectedCustomer) -> object:
+    if isinstance(parsed, RejectedCustomer):
+        return parsed
+    return dataclasses.replace(parsed, raw={}), to_json_text(parsed.raw)
 
 
 def _comparable(parsed: FileRecord | RejectedRecord) -> object:
