@@ -264,3 +264,12 @@ async def test_pushes_show_on_the_overview_and_on_their_customer_page(
     page = await (await open_client.get("/console/customers/1")).text()
     assert "m-77" in page and "m-78" in page
     assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;" in page
+
+
+async def test_a_paused_customer_says_so_and_who_paused_it(
+    seeded: MirrorStore, open_client: TestClient
+) -> None:
+    assert await seeded.controls.set_paused(1, True, "<i>ops</i>")
+    page = await (await open_client.get("/console/customers/1")).text()
+    assert '<span class="state muted">paused</span>' in page
+    assert "&lt;i&gt;ops&lt;/i&gt;" in page and "<i>ops</i>" not in page
