@@ -5,19 +5,13 @@ from __future__ import annotations
 from sync.api.client import TanmaClient
 from sync.config.settings import Settings
 from sync.domain.errors import UsageError
+from sync.domain.push import DOCUMENTED_TYPES
 from sync.mirror.push_inbox import InboxStatus
 from sync.mirror.store import MirrorStore
 
 # What `push register` subscribes to unless --types says otherwise: every type that names a
 # customer, and the confirmation.
-DEFAULT_TYPES = (
-    "register",
-    "new_qw_customer",
-    "edit_qw_customer",
-    "tag_info",
-    "change_customer_tag",
-    "customer_contact_edit",
-)
+DEFAULT_TYPES = DOCUMENTED_TYPES
 
 
 def subscription(types: list[str] | None) -> str:

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sync.archive.outcomes import Reason
-from sync.domain.push import CUSTOMER_TYPES_GONE, Rejection
+from sync.domain.push import CUSTOMER_TYPES_GONE, DOCUMENTED_TYPES, Rejection
 from sync.domain.tally import RECORD_ACTIONS, RunStatus
 
 # The *_created series double the page for no use here; Prometheus computes rates without them.
@@ -31,15 +31,7 @@ CUSTOMER_RESULTS = ("synced", "failed", "handed_back")
 ARCHIVE_RESULTS = ("archived", *(reason.value for reason in Reason))
 DISCOVERY_KINDS = ("incremental", "full")
 # Push types get a label of their own; any other (trusted, but unbounded) type counts as "other".
-PUSH_TYPES = (
-    "register",
-    "new_qw_customer",
-    "edit_qw_customer",
-    "tag_info",
-    "change_customer_tag",
-    "customer_contact_edit",
-    *sorted(CUSTOMER_TYPES_GONE),
-)
+PUSH_TYPES = (*DOCUMENTED_TYPES, *sorted(CUSTOMER_TYPES_GONE))
 PUSH_OUTCOMES = ("sync", "add", "gone", "none", "unknown_customer", "duplicate")
 
 

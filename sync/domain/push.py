@@ -27,6 +27,15 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 CUSTOMER_TYPES_ADDING = frozenset({"new_qw_customer"})
 # The doc's menu names a customer-deleted push without its shape; these spellings are taken.
 CUSTOMER_TYPES_GONE = frozenset({"delete_qw_customer", "del_qw_customer", "qw_customer_delete"})
+# The registration's confirmation and the documented types that name a customer.
+DOCUMENTED_TYPES = (
+    "register",
+    "new_qw_customer",
+    "edit_qw_customer",
+    "tag_info",
+    "change_customer_tag",
+    "customer_contact_edit",
+)
 
 
 class Rejection(StrEnum):

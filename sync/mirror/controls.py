@@ -24,16 +24,8 @@ from sync.mirror.models import (
     RejectedRecordRow,
     utc_now,
 )
-from sync.mirror.pages import Fence
+from sync.mirror.pages import CURSOR_COLUMNS, Fence
 
-_CURSOR_COLUMNS = (
-    "high_water_id",
-    "pass_cursor_id",
-    "pass_top_id",
-    "pass_floor_id",
-    "pass_started_at",
-    "pass_full",
-)
 # Rows of each history a state document carries.
 _RECENT = 10
 
@@ -65,7 +57,7 @@ class CustomerControls:
             )
         ).first()
         cursor = (
-            CustomerCursor(**{name: getattr(state, name) for name in _CURSOR_COLUMNS})
+            CustomerCursor(**{name: getattr(state, name) for name in CURSOR_COLUMNS})
             if state is not None
             else CustomerCursor()
         )
@@ -209,7 +201,7 @@ class CustomerControls:
             before = await self._document(conn, ref)
             now = utc_now()
             table = CustomerSyncState.__table__
-            values: dict[str, Any] = {name: getattr(cursor, name) for name in _CURSOR_COLUMNS}
+            values: dict[str, Any] = {name: getattr(cursor, name) for name in CURSOR_COLUMNS}
             stmt = self._dialect.insert(table).values(
                 customer_ref=ref, consecutive_failures=0, **values
             )

@@ -35,7 +35,7 @@ from sync.mirror.models import (
 _RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
 _UPSERT_COLUMNS = (*_RECORD_COLUMNS, "source_customer_id", "first_seen_at", "last_seen_at")
 _REFRESHED_COLUMNS = (*(name for name in _RECORD_COLUMNS if name != "id"), "source_customer_id")
-_CURSOR_COLUMNS = (
+CURSOR_COLUMNS = (
     "high_water_id",
     "pass_cursor_id",
     "pass_top_id",
@@ -140,13 +140,13 @@ class PageWriter:
         query = select(
             table.c.customer_ref,
             table.c.last_success_at,
-            *(table.c[name] for name in _CURSOR_COLUMNS),
+            *(table.c[name] for name in CURSOR_COLUMNS),
         )
         async with self._engine.connect() as conn:
             rows = await conn.execute(query.where(table.c.customer_ref.in_(set(refs))))
             found = {
                 row.customer_ref: (
-                    CustomerCursor(**{name: getattr(row, name) for name in _CURSOR_COLUMNS}),
+                    CustomerCursor(**{name: getattr(row, name) for name in CURSOR_COLUMNS}),
                     row.last_success_at is not None,
                 )
                 for row in rows
@@ -328,7 +328,7 @@ class PageWriter:
 
 
 def _cursor_values(cursor: CustomerCursor) -> dict[str, Any]:
-    return {name: getattr(cursor, name) for name in _CURSOR_COLUMNS}
+    return {name: getattr(cursor, name) for name in CURSOR_COLUMNS}
 
 
 class _DriverRow:
