@@ -11,6 +11,7 @@ from rich.table import Table
 
 from sync.api.client import TanmaClient
 from sync.cli.discovery import describe_discovery, discover_customers
+from sync.cli.logs import only_warnings
 from sync.cli.passes import describe_report, sync_pass
 from sync.config.settings import Settings
 from sync.daemon.daemon import Daemon
@@ -21,6 +22,7 @@ from sync.domain.tally import RunStatus
 from sync.mirror.fleet import FleetStore
 from sync.mirror.store import MirrorStore, open_store
 from sync.sim import SimConfig, SimDataset, Simulator
+from sync.sim.pushes import SentPush
 
 
 async def run_demo(settings: Settings, customers: int, out: Console) -> int:
@@ -81,6 +83,22 @@ async def _push_driven_sync(
             "sync_push_coalesce": 0.2,
         }
     )
+    with only_warnings():
+        sent, arrived, took = await _push_to_a_daemon(daemon_settings, store, simulator)
+    verdict = f"mirrored {took:.1f}s after the push" if arrived else "[red]not mirrored[/]"
+    out.print(
+        f"[bold]4b.[/] message push: a daemon polling hourly gets a `{sent.type}` push "
+        f"(answered {sent.status}) for a new file: {verdict}"
+    )
+    return arrived
+
+
+_DEMO_WAIT_S = 60.0
+
+
+async def _push_to_a_daemon(
+    daemon_settings: Settings, store: MirrorStore, simulator: Simulator
+) -> tuple[SentPush, bool, float]:
     async with TanmaClient(daemon_settings) as client:
         daemon = Daemon(
             daemon_settings, store, FleetStore(store.engine), client, worker_id="demo-daemon"
@@ -104,15 +122,7 @@ async def _push_driven_sync(
         finally:
             daemon.request_stop()
             await asyncio.wait_for(task, _DEMO_WAIT_S)
-    verdict = f"mirrored {took:.1f}s after the push" if arrived else "[red]not mirrored[/]"
-    out.print(
-        f"[bold]4b.[/] message push: a daemon polling hourly gets a `{sent.type}` push "
-        f"(answered {sent.status}) for a new file: {verdict}"
-    )
-    return arrived
-
-
-_DEMO_WAIT_S = 60.0
+    return sent, arrived, took
 
 
 async def _holds(file_ids: Callable[[], Awaitable[set[int]]], record_id: object) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
@@ -88,3 +89,15 @@ def configure_logging(
         logger_factory=lambda *_args: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
+
+
+@contextmanager
+def only_warnings() -> Iterator[None]:
+    """Lines below warning dropped while inside: for a daemon the demo runs between its own
+    report lines, whose info lines would bury them."""
+    previous = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        yield
+    finally:
+        structlog.configure(wrapper_class=previous)
