@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.customers import CustomerKey, customer_label
 from sync.domain.errors import LeaseLost
-from sync.mirror.batching import Batcher
 from sync.mirror.dialect import Dialect
 from sync.mirror.models import (
     Customer,
@@ -42,17 +41,6 @@ _NOT_PAUSED = ~(
 )
 # Never-planned customers (new ones) first, then by due time; the id makes the order total.
 _MOST_OVERDUE_FIRST = (_SCHEDULE.c.next_due_at.asc().nulls_first(), _SCHEDULE.c.customer_ref)
-# Finished checks recorded per transaction: each costs one statement, the batch one commit.
-_FINISH_BATCH = 64
-
-
-@dataclass(frozen=True, slots=True)
-class _Finish:
-    """One finished check: the schedule row's new values, written if the worker holds it."""
-
-    worker_id: str
-    customer_ref: int
-    values: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +72,6 @@ class FleetStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._dialect = Dialect(engine)
-        self._finishes: Batcher[_Finish, bool] = Batcher(
-            self._finish_batch, lambda batch, _finish: len(batch) < _FINISH_BATCH
-        )
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -285,8 +270,7 @@ class FleetStore:
         found_new: bool,
         full_done: bool,
     ) -> bool:
-        """Record a finished check and hand the lease back; False if the lease was lost.
-        Checks that finish at the same moment are recorded in one transaction."""
+        """Record a finished check and hand the lease back; False if the lease was lost."""
         values: dict[str, Any] = {
             "next_due_at": next_due_at,
             "lease_owner": None,
@@ -299,22 +283,16 @@ class FleetStore:
             values["last_new_files_at"] = self._dialect.now()
         if full_done:
             values |= {"full_requested_at": None, "last_full_at": self._dialect.now()}
-        return await self._finishes.submit(_Finish(worker_id, customer_ref, values))
-
-    async def _finish_batch(self, finishes: Sequence[_Finish]) -> list[bool]:
-        held: list[bool] = []
         async with self.engine.begin() as conn:
-            for finish in finishes:
-                result = await conn.execute(
-                    update(CustomerSchedule)
-                    .where(
-                        CustomerSchedule.customer_ref == finish.customer_ref,
-                        CustomerSchedule.lease_owner == finish.worker_id,
-                    )
-                    .values(finish.values)
+            result = await conn.execute(
+                update(CustomerSchedule)
+                .where(
+                    CustomerSchedule.customer_ref == customer_ref,
+                    CustomerSchedule.lease_owner == worker_id,
                 )
-                held.append(result.rowcount == 1)
-        return held
+                .values(values)
+            )
+            return result.rowcount == 1
 
     async def release(self, worker_id: str, customer_refs: Sequence[int]) -> None:
         """Hand leases back without touching the plan: the customers stay due."""

@@ -17,7 +17,6 @@ from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.push import CustomerMention, Effect, PushMessage, parse_message, plan_push
-from sync.mirror.batching import Batcher
 from sync.mirror.dialect import Dialect
 from sync.mirror.models import (
     Customer,
@@ -38,8 +37,6 @@ UNKNOWN_CUSTOMER = "unknown_customer"
 # and the daemon's own elsewhere; a row this close before the start counts as after it (an
 # extra sync, never a missed one).
 _CLOCK_MARGIN = timedelta(seconds=1)
-# Finished syncs settled per transaction: each costs one statement, the batch one commit.
-_SETTLE_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +80,6 @@ class PushInboxStore:
     def __init__(self, engine: AsyncEngine, dialect: Dialect) -> None:
         self._engine = engine
         self._dialect = dialect
-        self._settles: Batcher[tuple[int, datetime], Settled] = Batcher(
-            self._settle_batch, lambda batch, _sync: len(batch) < _SETTLE_BATCH
-        )
 
     # -- the accept path -------------------------------------------------------------------
 
@@ -256,43 +250,25 @@ class PushInboxStore:
 
     async def settle(self, customer_ref: int, started_at: datetime) -> Settled:
         """A sync of the customer that began at ``started_at`` finished: the pushes processed
-        before it are settled; one processed since makes the customer due again. Syncs that
-        finish at the same moment are settled in one transaction (a push load has the daemon
-        finish a customer every few milliseconds)."""
-        return await self._settles.submit((customer_ref, started_at))
-
-    async def _settle_batch(self, syncs: Sequence[tuple[int, datetime]]) -> list[Settled]:
-        syncing = _INBOX.c.synced_at.is_(None) & _INBOX.c.outcome.in_(_SYNCING)
-        now = utc_now()
+        before it are settled; one processed since makes the customer due again."""
+        covered_until = started_at - _CLOCK_MARGIN
+        mine = (
+            (_INBOX.c.customer_ref == customer_ref)
+            & _INBOX.c.synced_at.is_(None)
+            & _INBOX.c.outcome.in_(_SYNCING)
+        )
         async with self._engine.begin() as conn:
-            received: list[list[datetime]] = []
-            for customer_ref, started_at in syncs:
-                settled = await conn.execute(
-                    update(_INBOX)
-                    .where(
-                        syncing,
-                        _INBOX.c.customer_ref == customer_ref,
-                        _INBOX.c.processed_at <= started_at - _CLOCK_MARGIN,
-                    )
-                    .values(synced_at=now)
-                    .returning(_INBOX.c.received_at)
-                )
-                received.append([row.received_at for row in settled])
-            refs = sorted({ref for ref, _started in syncs})
-            later = {
-                ref
-                for (ref,) in await conn.execute(
-                    select(_INBOX.c.customer_ref)
-                    .where(syncing, _INBOX.c.customer_ref.in_(refs))
-                    .distinct()
-                )
-            }
+            settled = await conn.execute(
+                update(_INBOX)
+                .where(mine, _INBOX.c.processed_at <= covered_until)
+                .values(synced_at=utc_now())
+                .returning(_INBOX.c.received_at)
+            )
+            received = [row.received_at for row in settled]
+            later = await conn.scalar(select(func.count()).where(mine))
             if later:
-                await self._make_due(conn, sorted(later))
-        return [
-            Settled(times, ref in later)
-            for (ref, _started), times in zip(syncs, received, strict=True)
-        ]
+                await self._make_due(conn, [customer_ref])
+        return Settled(received, bool(later))
 
     # -- reading ---------------------------------------------------------------------------
 
