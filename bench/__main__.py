@@ -59,6 +59,13 @@ def _args(argv: list[str]) -> argparse.Namespace:
         help="run the budget section's simulator at a raised priority, its data set frozen "
         "out of the garbage collector",
     )
+    parser.add_argument("--push-seconds", type=float, help="how long the push load is sent")
+    parser.add_argument(
+        "--push-backend",
+        choices=("sqlite", "postgresql"),
+        action="append",
+        help="run the push section on these databases only (default: both)",
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -82,6 +89,7 @@ def _sizes(args: argparse.Namespace) -> sections.Sizes:
         "dlt_customers": args.dlt_customers,
         "import_customers": args.import_customers,
         "sim_raised_priority": True if args.sim_raised_priority else None,
+        "push_seconds": args.push_seconds,
     }
     return dataclasses.replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -138,7 +146,7 @@ def main(argv: list[str]) -> int:
         rows += archive.archive_throughput(sizes, log)
         rows += archive.archive_memory(sizes, log)
     if "push" in chosen:
-        for backend in backends:
+        for backend in [b for b in backends if b in (args.push_backend or backends)]:
             rows += push.push_load(sizes, backend, log, quick=args.quick)
     elapsed = time.perf_counter() - started
     notes.append(

@@ -52,6 +52,8 @@ class Sizes:
     # out of the collector, so fewer of its arrival stamps are its own late wake-ups; it takes
     # CPU from the tool on a shared machine (BENCHMARKS.md, budget section).
     sim_raised_priority: bool = False
+    # How long the push section's load generator sends (60 s in a full run).
+    push_seconds: float = 60.0
 
 
 # The brief's sizes: 300,000 records over 3,000 customers, a budget run of over 10,000
