@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     sync_push_reply_format: Literal["digits", "json"] = "digits"
     sync_push_coalesce: Duration = Field(default=2.0, ge=0)
     sync_push_batch: int = Field(default=500, ge=1, le=10_000)
+    # Processed inbox rows older than this are deleted (the pending ones are kept until done).
+    sync_push_retention: Duration = Field(default=30 * 86_400.0, ge=3600)
     # A pause between a push's commit and its processing; a test or a drill uses it to kill
     # the daemon after the answer and before the effect. 0 in production.
     sync_push_process_delay: Duration = Field(default=0.0, ge=0)

@@ -40,6 +40,7 @@ from sync.daemon.discoveries import DiscoveryJobs
 from sync.daemon.listener import StatusListener
 from sync.daemon.push_processing import PushProcessor
 from sync.daemon.push_receiver import PushReceiver
+from sync.daemon.push_thread import PushReceiverThread
 from sync.daemon.schedule import (
     Cadence,
     DaemonSchedule,
@@ -175,7 +176,7 @@ class Daemon:
                 archiver, self.sweeper.metrics, idle_s=settings.sync_archive_idle
             )
         self.listener: StatusListener | None = None
-        self.push_receiver: PushReceiver | None = None
+        self.push_receiver: PushReceiver | PushReceiverThread | None = None
         self.push_processor: PushProcessor | None = None
         if settings.push_listen_address is not None and not burst:
             self._wire_push(store)
@@ -189,19 +190,33 @@ class Daemon:
 
     def _wire_push(self, store: MirrorStore) -> None:
         s = self.settings
-        receiver = PushReceiver(
-            s,
-            store.push,
-            self.sweeper.metrics,
-            worker_id=self.worker_id,
-            on_committed=lambda: processor.committed(),
-        )
+        receiver: PushReceiver | PushReceiverThread
+        if store.dialect.postgres:
+            # Its own loop and connections: answers do not wait behind the syncs' turns of
+            # this loop (push_thread.py).
+            receiver = PushReceiverThread(
+                s,
+                self.sweeper.metrics,
+                worker_id=self.worker_id,
+                on_committed=lambda: processor.committed(),
+            )
+        else:
+            # SQLite has one writer: a second connection would wait for this one's file lock by
+            # polling, which measured slower than sharing this loop's (BENCHMARKS.md).
+            receiver = PushReceiver(
+                s,
+                store.push,
+                self.sweeper.metrics,
+                worker_id=self.worker_id,
+                on_committed=lambda: processor.committed(),
+            )
         processor = PushProcessor(
             store.push,
             self.sweeper.metrics,
             batch=s.sync_push_batch,
             coalesce_s=s.sync_push_coalesce,
             delay_s=s.sync_push_process_delay,
+            retention_s=s.sync_push_retention,
             request_sweep=self._push_sweep,
             take_rejections=receiver.take_rejections,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -26,6 +26,8 @@ from sync.mirror.push_inbox import PushInboxStore
 log = structlog.get_logger("tanma_sync.push")
 
 _POLL_S = 5.0
+# How often processed rows past SYNC_PUSH_RETENTION are deleted (and once at the start).
+_PRUNE_EVERY_S = 3600.0
 
 
 class PushProcessor:
@@ -37,6 +39,7 @@ class PushProcessor:
         batch: int,
         coalesce_s: float,
         delay_s: float,
+        retention_s: float,
         request_sweep: Callable[[float], None],
         take_rejections: Callable[[], dict[str, tuple[int, str]]],
     ) -> None:
@@ -45,6 +48,8 @@ class PushProcessor:
         self._batch = batch
         self._coalesce_s = coalesce_s
         self._delay_s = delay_s
+        self._retention_s = retention_s
+        self._next_prune: float | None = None
         self._request_sweep = request_sweep
         self._take_rejections = take_rejections
         self._wake = asyncio.Event()
@@ -76,6 +81,7 @@ class PushProcessor:
                 await self._flush_rejections()
                 while await self._process_batch():
                     pass
+                await self._prune_if_due()
             except DATABASE_ERRORS as exc:
                 log.warning("push_processing_failed", error=describe_db_error(exc))
 
@@ -83,6 +89,16 @@ class PushProcessor:
         counts = self._take_rejections()
         if counts:
             await self._inbox.count_rejections(counts)
+
+    async def _prune_if_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + _PRUNE_EVERY_S
+        cutoff = utc_now() - timedelta(seconds=self._retention_s)
+        pruned = await self._inbox.prune(cutoff)
+        if pruned:
+            log.info("push_inbox_pruned", rows=pruned, received_before=cutoff.isoformat())
 
     async def _process_batch(self) -> bool:
         """One batch; False when nothing was pending."""

@@ -10,6 +10,7 @@ asks for is done after the answer, from the inbox (push_processing.py).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -62,7 +63,9 @@ class PushReceiver:
             self._commit, lambda batch, _item: len(batch) < _BATCH_MAX
         )
         # Refused pushes by reason since the last flush to the database: (count, last detail).
-        self.rejections: dict[str, tuple[int, str]] = {}
+        # The processing on the daemon's thread takes them (push_thread.py).
+        self._rejections: dict[str, tuple[int, str]] = {}
+        self._rejections_lock = threading.Lock()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -81,7 +84,8 @@ class PushReceiver:
             self._runner = None
 
     def take_rejections(self) -> dict[str, tuple[int, str]]:
-        taken, self.rejections = self.rejections, {}
+        with self._rejections_lock:
+            taken, self._rejections = self._rejections, {}
         return taken
 
     async def _commit(self, messages: Sequence[PushMessage]) -> Sequence[bool]:
@@ -132,8 +136,9 @@ class PushReceiver:
 
     def _refuse(self, request: web.Request, exc: PushRejected) -> web.Response:
         reason = exc.reason.value
-        count, _ = self.rejections.get(reason, (0, ""))
-        self.rejections[reason] = (count + 1, str(exc))
+        with self._rejections_lock:
+            count, _ = self._rejections.get(reason, (0, ""))
+            self._rejections[reason] = (count + 1, str(exc))
         self._metrics.pushes.labels("unverified", reason).inc()
         log.warning("push_rejected", reason=reason, detail=str(exc), peer=request.remote)
         return web.Response(status=exc.reason.status, text=f"{reason}: {exc}\n")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.push import CustomerMention, Effect, PushMessage, parse_message, plan_push
@@ -33,6 +33,9 @@ _REJECTIONS = cast(Table, PushRejection.__table__)
 # Outcomes whose customer a later sync settles (see ``settle``).
 _SYNCING = ("sync", "add")
 UNKNOWN_CUSTOMER = "unknown_customer"
+# Rows deleted per transaction when pruning: one IN list well under both databases' bound
+# parameter limits, and a short hold of SQLite's write lock.
+_PRUNE_CHUNK = 2_000
 # Processed rows compared with a sync's start come from the database's clock on PostgreSQL
 # and the daemon's own elsewhere; a row this close before the start counts as after it (an
 # extra sync, never a missed one).
@@ -269,6 +272,27 @@ class PushInboxStore:
             if later:
                 await self._make_due(conn, [customer_ref])
         return Settled(received, bool(later))
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune(self, received_before: datetime) -> int:
+        """Delete processed rows received before ``received_before``, a chunk per transaction
+        (pending rows are work still to do and stay); how many were deleted."""
+        oldest = (
+            select(_INBOX.c.id)
+            .where(_INBOX.c.processed_at.is_not(None), _INBOX.c.received_at < received_before)
+            .order_by(_INBOX.c.id)
+            .limit(_PRUNE_CHUNK)
+        )
+        deleted = 0
+        while True:
+            async with self._engine.begin() as conn:
+                ids = list((await conn.execute(oldest)).scalars())
+                if ids:
+                    await conn.execute(delete(_INBOX).where(_INBOX.c.id.in_(ids)))
+            deleted += len(ids)
+            if len(ids) < _PRUNE_CHUNK:
+                return deleted
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""The push inbox's retention, on both databases: processed rows past the cut-off are deleted in
+chunks, pending rows and newer ones stay, and the status counts what is left."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from sync.domain.push import PushMessage, parse_message
+from sync.mirror.models import PushInbox, utc_now
+from sync.mirror.store import MirrorStore
+from tests.helpers import StartSim
+from tests.integration.test_daemon import SETTLE_S, running_daemon
+from tests.integration.test_push import push_settings, started
+from tests.waiting import until
+
+# More than one chunk of the prune (2,000 rows per transaction).
+OLD_PROCESSED = 2_345
+
+
+def _messages(prefix: str, count: int) -> list[PushMessage]:
+    return [
+        parse_message(
+            json.dumps({"msgId": f"{prefix}-{n}", "type": "unheard_of", "noise": n, "content": {}})
+        )
+        for n in range(count)
+    ]
+
+
+async def test_prune_deletes_old_processed_rows_and_keeps_pending_and_recent(
+    store: MirrorStore,
+) -> None:
+    await store.push.insert(_messages("old", OLD_PROCESSED), "test")
+    while await store.push.process_pending(1_000):
+        pass
+    await store.push.insert(_messages("recent", 3), "test")
+    while await store.push.process_pending(1_000):
+        pass
+    # Old and never processed (a daemon stopped before it got to them): still work to do.
+    await store.push.insert(_messages("pending", 2), "test")
+    long_ago = utc_now() - timedelta(days=40)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(PushInbox)
+            .where(PushInbox.msg_id.like("old-%") | PushInbox.msg_id.like("pending-%"))
+            .values(received_at=long_ago)
+        )
+
+    deleted = await store.push.prune(utc_now() - timedelta(days=30))
+
+    assert deleted == OLD_PROCESSED
+    async with store.engine.connect() as conn:
+        left = sorted((await conn.scalars(select(PushInbox.msg_id))).all())
+    assert left == ["pending-0", "pending-1", "recent-0", "recent-1", "recent-2"]
+    status = await store.push.status()
+    assert (status.received, status.processed, status.pending) == (5, 3, 2)
+    assert await store.push.prune(utc_now() - timedelta(days=30)) == 0
+
+
+async def test_the_daemon_prunes_the_inbox_when_its_receiver_starts(
+    store: MirrorStore, database_url: str, start_sim: StartSim
+) -> None:
+    _dataset, _simulator, url = await started(store, database_url, start_sim)
+    await store.push.insert(_messages("old", 3), "test")
+    while await store.push.process_pending(100):
+        pass
+    async with store.engine.begin() as conn:
+        await conn.execute(update(PushInbox).values(received_at=utc_now() - timedelta(hours=2)))
+
+    async def inbox_empty() -> bool:
+        async with store.engine.connect() as conn:
+            return not (await conn.scalars(select(PushInbox.msg_id))).all()
+
+    settings = push_settings(url, database_url, sync_push_retention="1h")
+    async with running_daemon(settings, store):
+        await until(inbox_empty, SETTLE_S, "the inbox pruned")
