@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sync.domain.chinatime import parse_china_time
 from sync.domain.durations import parse_duration
 from sync.domain.errors import ConfigError
+from sync.domain.push import CUSTOMER_TYPES_GONE
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -125,6 +126,8 @@ class Settings(BaseSettings):
     sync_push_reply_format: Literal["digits", "json"] = "digits"
     sync_push_coalesce: Duration = Field(default=2.0, ge=0)
     sync_push_batch: int = Field(default=500, ge=1, le=10_000)
+    # Push types that say a customer was deleted (the vendor's doc does not spell it).
+    sync_push_gone_types: str = ",".join(sorted(CUSTOMER_TYPES_GONE))
     # Processed inbox rows older than this are deleted (the pending ones are kept until done).
     sync_push_retention: Duration = Field(default=30 * 86_400.0, ge=3600)
     # A pause between a push's commit and its processing; a test or a drill uses it to kill
@@ -245,6 +248,18 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL path starting with / (e.g. /tanmarket/push)")
         return value
 
+    @field_validator("sync_push_gone_types")
+    @classmethod
+    def _push_gone_types(cls, value: str) -> str:
+        for kind in _comma_list(value):
+            if not all(c.isalnum() or c == "_" for c in kind) or len(kind) > 64:
+                raise ValueError(f"{kind!r} is not a push type (letters, digits and _)")
+        return value
+
+    @cached_property
+    def push_gone_types(self) -> frozenset[str]:
+        return frozenset(_comma_list(self.sync_push_gone_types))
+
     @cached_property
     def push_listen_address(self) -> tuple[str, int] | None:
         return parse_listen_address(self.sync_push_listen)
@@ -355,3 +370,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     shown = "" if field in SECRET_SETTINGS else f" (got {first.get('input')!r})"
     return f"setting {field.upper()}: {message}{shown}{more}"
+
+
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -217,6 +217,7 @@ class Daemon:
             coalesce_s=s.sync_push_coalesce,
             delay_s=s.sync_push_process_delay,
             retention_s=s.sync_push_retention,
+            gone_types=s.push_gone_types,
             request_sweep=self._push_sweep,
             take_rejections=receiver.take_rejections,
         )

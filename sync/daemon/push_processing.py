@@ -40,6 +40,7 @@ class PushProcessor:
         coalesce_s: float,
         delay_s: float,
         retention_s: float,
+        gone_types: frozenset[str],
         request_sweep: Callable[[float], None],
         take_rejections: Callable[[], dict[str, tuple[int, str]]],
     ) -> None:
@@ -49,6 +50,7 @@ class PushProcessor:
         self._coalesce_s = coalesce_s
         self._delay_s = delay_s
         self._retention_s = retention_s
+        self._gone_types = gone_types
         self._next_prune: float | None = None
         self._request_sweep = request_sweep
         self._take_rejections = take_rejections
@@ -102,7 +104,7 @@ class PushProcessor:
 
     async def _process_batch(self) -> bool:
         """One batch; False when nothing was pending."""
-        done = await self._inbox.process_pending(self._batch)
+        done = await self._inbox.process_pending(self._batch, self._gone_types)
         if not done:
             return False
         due = False

@@ -25,7 +25,8 @@ PUSH_VERSION = "1"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # What the receiver does with a push whose type names no customer: keep it and count it.
 CUSTOMER_TYPES_ADDING = frozenset({"new_qw_customer"})
-# The doc's menu names a customer-deleted push without its shape; these spellings are taken.
+# The doc's menu names a customer-deleted push without its type's spelling: these are taken
+# unless SYNC_PUSH_GONE_TYPES says otherwise.
 CUSTOMER_TYPES_GONE = frozenset({"delete_qw_customer", "del_qw_customer", "qw_customer_delete"})
 # The registration's confirmation and the documented types that name a customer.
 DOCUMENTED_TYPES = (
@@ -219,12 +220,15 @@ class PushPlan:
     customer: CustomerMention | None
 
 
-def plan_push(kind: str, content: object) -> PushPlan:
-    """What a push of ``kind`` with ``content`` asks for."""
+def plan_push(
+    kind: str, content: object, gone_types: frozenset[str] = CUSTOMER_TYPES_GONE
+) -> PushPlan:
+    """What a push of ``kind`` with ``content`` asks for; ``gone_types`` are the types that
+    say a customer was deleted."""
     mention = customer_mention(content)
     if mention is None:
         return PushPlan(Effect.NONE, None)
-    if kind in CUSTOMER_TYPES_GONE:
+    if kind in gone_types:
         return PushPlan(Effect.GONE, mention)
     if kind in CUSTOMER_TYPES_ADDING:
         return PushPlan(Effect.ADD, mention)

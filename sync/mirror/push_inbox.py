@@ -16,7 +16,14 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sync.domain.push import CustomerMention, Effect, PushMessage, parse_message, plan_push
+from sync.domain.push import (
+    CUSTOMER_TYPES_GONE,
+    CustomerMention,
+    Effect,
+    PushMessage,
+    parse_message,
+    plan_push,
+)
 from sync.mirror.dialect import Dialect
 from sync.mirror.models import (
     Customer,
@@ -141,8 +148,11 @@ class PushInboxStore:
 
     # -- processing ------------------------------------------------------------------------
 
-    async def process_pending(self, limit: int) -> list[Processed]:
-        """Apply up to ``limit`` pending pushes, oldest first, and mark them processed."""
+    async def process_pending(
+        self, limit: int, gone_types: frozenset[str] = CUSTOMER_TYPES_GONE
+    ) -> list[Processed]:
+        """Apply up to ``limit`` pending pushes, oldest first, and mark them processed
+        (``gone_types``: the types that say a customer was deleted)."""
         async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
@@ -155,7 +165,9 @@ class PushInboxStore:
             ).all()
             if not rows:
                 return []
-            plans = [plan_push(row.type, parse_message(row.raw).content) for row in rows]
+            plans = [
+                plan_push(row.type, parse_message(row.raw).content, gone_types) for row in rows
+            ]
             mentions = [p.customer for p in plans if p.customer is not None]
             known = await _resolve(conn, mentions)
             adding = [

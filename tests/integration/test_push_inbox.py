@@ -9,10 +9,12 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from sync.domain.push import PushMessage, parse_message
-from sync.mirror.models import PushInbox, utc_now
+from sync.mirror.models import Customer, PushInbox, utc_now
 from sync.mirror.store import MirrorStore
+from sync.sim import SimDataset
 from tests.helpers import StartSim
 from tests.integration.test_daemon import SETTLE_S, running_daemon
+from tests.integration.test_engine import import_all
 from tests.integration.test_push import push_settings, started
 from tests.waiting import until
 
@@ -76,3 +78,27 @@ async def test_the_daemon_prunes_the_inbox_when_its_receiver_starts(
     settings = push_settings(url, database_url, sync_push_retention="1h")
     async with running_daemon(settings, store):
         await until(inbox_empty, SETTLE_S, "the inbox pruned")
+
+
+async def test_the_gone_types_are_the_ones_given(store: MirrorStore) -> None:
+    dataset = SimDataset(seed=9, customers=2, mean_files=1)
+    await import_all(store, dataset)
+    first, second = (dataset.customer(n).customer_id for n in (0, 1))
+    await store.push.insert(
+        [
+            parse_message(json.dumps({"msgId": "a", "type": "qw_del", "noise": 1,
+                                      "content": {"customerId": first}})),
+            parse_message(json.dumps({"msgId": "b", "type": "delete_qw_customer", "noise": 2,
+                                      "content": {"customerId": second}})),
+        ],
+        "test",
+    )  # fmt: skip
+    done = await store.push.process_pending(10, frozenset({"qw_del"}))
+    assert [(p.type, p.outcome) for p in done] == [
+        ("qw_del", "gone"),
+        ("delete_qw_customer", "sync"),
+    ]
+    async with store.engine.connect() as conn:
+        gone = dict((await conn.execute(select(Customer.customer_id, Customer.gone_at))).all())
+    assert gone[first] is not None
+    assert gone[second] is None

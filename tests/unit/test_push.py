@@ -130,6 +130,9 @@ def test_plans() -> None:
     assert plan_push("mystery", {"nothing": 1}).effect is Effect.NONE
     assert plan_push("tag_info", {"customerId": True}).effect is Effect.NONE
     assert plan_push("tag_info", '{"customerId": "7"}').customer == CustomerMention(7, None, None)
+    chosen = frozenset({"qw_del"})
+    assert plan_push("qw_del", {"customerId": 3}, chosen).effect is Effect.GONE
+    assert plan_push("delete_qw_customer", {"customerId": 3}, chosen).effect is Effect.SYNC
 
 
 def test_sweep_coalescing() -> None:

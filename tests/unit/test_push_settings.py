@@ -6,6 +6,7 @@ import pytest
 
 from sync.config.settings import load_settings
 from sync.domain.errors import ConfigError
+from sync.domain.push import CUSTOMER_TYPES_GONE
 
 
 def test_off_by_default() -> None:
@@ -20,6 +21,15 @@ def test_listen_address_and_path() -> None:
     assert settings.push_listen_address == ("0.0.0.0", 9480)
 
 
+def test_gone_types_and_retention() -> None:
+    default = load_settings(_env_file=None)
+    assert default.push_gone_types == CUSTOMER_TYPES_GONE
+    assert default.sync_push_retention == 30 * 86_400
+    chosen = load_settings(_env_file=None, sync_push_gone_types=" qw_del , other_gone,")
+    assert chosen.push_gone_types == {"qw_del", "other_gone"}
+    assert load_settings(_env_file=None, sync_push_gone_types="").push_gone_types == frozenset()
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -27,6 +37,8 @@ def test_listen_address_and_path() -> None:
         ({"sync_push_path": "no-slash"}, "SYNC_PUSH_PATH"),
         ({"sync_push_reply_format": "xml"}, "SYNC_PUSH_REPLY_FORMAT"),
         ({"sync_push_timestamp_window": "0s"}, "SYNC_PUSH_TIMESTAMP_WINDOW"),
+        ({"sync_push_gone_types": "customer-deleted"}, "SYNC_PUSH_GONE_TYPES"),
+        ({"sync_push_retention": "10m"}, "SYNC_PUSH_RETENTION"),
     ],
 )
 def test_bad_values_name_the_setting(overrides: dict[str, str], named: str) -> None:
