@@ -53,6 +53,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--dlt-customers", type=int, help="customers of the dlt comparison")
     parser.add_argument("--import-customers", type=int, help="customers of the import runs")
+    parser.add_argument("--discovery-customers", type=int, help="customers of the discovery runs")
     parser.add_argument(
         "--sim-raised-priority",
         action="store_true",
@@ -88,6 +89,7 @@ def _sizes(args: argparse.Namespace) -> sections.Sizes:
         "memory_customers": tuple(args.memory_customers) if args.memory_customers else None,
         "dlt_customers": args.dlt_customers,
         "import_customers": args.import_customers,
+        "discovery_customers": args.discovery_customers,
         "sim_raised_priority": True if args.sim_raised_priority else None,
         "push_seconds": args.push_seconds,
     }

@@ -23,6 +23,8 @@ import orjson
 
 from bench.databases import asyncpg_dsn, sqlite_path
 from bench.simproc import APP_ID, APP_KEY
+from sync.api.client import search_payload
+from sync.domain.discovery import DiscoveryWalk
 
 ENDPOINT = "/api/v3/customer/list-file-of-customer"
 COLUMNS = (
@@ -271,3 +273,41 @@ async def insert_customers(backend: str, url: str, csv: bytes) -> float:
         finally:
             await conn.close()
     return time.perf_counter() - started
+
+
+SEARCH_ENDPOINT = "/api/v3/customer/search"
+
+
+async def search_walk(base_url: str, walk: DiscoveryWalk) -> WalkCount:
+    """The customer search's windows as a discovery walks them (the same pure walk, so the same
+    requests), one request at a time, with nothing done to the answers but reading each item's
+    id: what serving the discovery's requests costs the simulator, and the floor of its wall
+    time."""
+    url = base_url + SEARCH_ENDPOINT
+    count = WalkCount()
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        while (query := walk.next_query()) is not None:
+            body = orjson.dumps(search_payload(query))
+            stamp = str(int(time.time() * 1000))
+            digest = hashlib.sha256(
+                APP_ID.encode() + stamp.encode() + body + APP_KEY.encode()
+            ).hexdigest()
+            headers = {
+                "Content-Type": "application/json",
+                "appId": APP_ID,
+                "timestamp": stamp,
+                "sign": digest,
+            }
+            async with session.post(url, data=body, headers=headers) as response:
+                content = await response.read()
+            count.requests += 1
+            document = orjson.loads(content)
+            if document.get("code") != 0:
+                raise RuntimeError(f"API error: {document!r}"[:300])
+            data = document["data"]
+            items = data["data"]
+            count.records += len(items)
+            walk.record(query, data["totalCount"], [str(item["customerId"]) for item in items])
+        count.seconds = time.perf_counter() - started
+    return count

@@ -191,8 +191,9 @@ def sync_pass(command: str, env: dict[str, str]) -> PassResult:
 class DiscoveryResult:
     requests: int
     windows_split: int
-    seconds: float
+    seconds: float  # the summary's own timing: the walk's wall time
     peak_rss_mb: float
+    cpu_s: float  # the child process's CPU time, user and system, start-up included
 
 
 def discover(env: dict[str, str]) -> DiscoveryResult:
@@ -202,4 +203,4 @@ def discover(env: dict[str, str]) -> DiscoveryResult:
     if match is None:
         raise RuntimeError(f"no summary in the output of `customers discover`: {run.stdout!r}")
     requests, split, seconds = match.groups()
-    return DiscoveryResult(int(requests), int(split), float(seconds), run.peak_rss_mb)
+    return DiscoveryResult(int(requests), int(split), float(seconds), run.peak_rss_mb, run.cpu_s)

@@ -19,9 +19,10 @@ from functools import partial
 import structlog
 
 from sync.api.client import TanmaClient
+from sync.api.responses import SearchPage
 from sync.config.settings import Settings
 from sync.domain.discovered import DiscoveredCustomer, RejectedCustomer, parse_customer_item
-from sync.domain.discovery import DiscoveryWalk, Gap, Step, Window
+from sync.domain.discovery import DiscoveryWalk, Gap, SearchQuery, Step, Window
 from sync.domain.errors import CustomerError, FatalError, LeaseLost, TransientError
 from sync.domain.tally import RunStatus
 from sync.engine.db_retry import complete_even_if_cancelled, retry_db, whole
@@ -60,6 +61,7 @@ class DiscoveryReport:
     resumed: bool
     failure: str | None = None
     conflicts: list[str] = field(default_factory=list)
+    root: Window | None = None  # the createTime range the walk covered
 
 
 class DiscoveryEngine:
@@ -138,12 +140,16 @@ class DiscoveryEngine:
         found: set[str] = set()
         set_aside: set[str] = set()
         status, failure = RunStatus.FAILED, None
+        # The walk's next request is known once an answer is recorded, before its page is
+        # written: it is sent while the page's transaction runs, so the wait on the API and
+        # the database's work overlap. The requests are the ones the walk asks for, in order.
+        ahead = _Ahead(client)
         try:
             while (query := walk.next_query()) is not None:
                 if self._stopping():
                     status, failure = RunStatus.INTERRUPTED, "stopped before the walk's end"
                     break
-                page = await client.search_customers(query)
+                page = await ahead.take(query)
                 customers: list[DiscoveredCustomer] = []
                 rejected: list[RejectedCustomer] = []
                 for item in page.items:
@@ -160,6 +166,9 @@ class DiscoveryEngine:
                         window=str(query.window),
                         total_count=page.total_count,
                     )
+                upcoming = walk.next_query()
+                if upcoming is not None and not self._stopping():
+                    ahead.send(upcoming)
                 write = partial(
                     store.save_page,
                     self._worker,
@@ -200,6 +209,7 @@ class DiscoveryEngine:
             failure = str(exc)
             raise
         finally:
+            ahead.drop()
             counts.rejected = len(set_aside)
             counts.unchanged = max(0, len(found) - counts.new - counts.updated)
             requests = client.requests - before[0]
@@ -237,6 +247,7 @@ class DiscoveryEngine:
             resumed=resumed,
             failure=failure,
             conflicts=list(counts.conflicts),
+            root=walk.root,
         )
         bound.info(
             "discovery_finished",
@@ -284,6 +295,48 @@ class DiscoveryEngine:
                 newest = min(newest, now)
                 start = max(since, newest - timedelta(seconds=s.sync_discovery_lookback))
         return Window(_seconds(start), max(_seconds(start), _seconds(end)))
+
+
+class _Ahead:
+    """At most one search request sent before the walk reads its answer."""
+
+    def __init__(self, client: TanmaClient) -> None:
+        self._client = client
+        self._query: SearchQuery | None = None
+        self._task: asyncio.Task[SearchPage] | None = None
+
+    def send(self, query: SearchQuery) -> None:
+        self._query = query
+        self._task = asyncio.ensure_future(self._client.search_customers(query))
+
+    async def take(self, query: SearchQuery) -> SearchPage:
+        """The answer to ``query``: the one sent ahead if it was this query, else asked now."""
+        task, sent = self._task, self._query
+        self._task = self._query = None
+        if task is not None and sent == query:
+            return await task
+        if task is not None:
+            _abandon(task)
+        return await self._client.search_customers(query)
+
+    def drop(self) -> None:
+        """Cancel a request sent ahead that the walk will not read (it stopped or failed)."""
+        task = self._task
+        self._task = self._query = None
+        if task is not None:
+            _abandon(task)
+
+
+def _abandon(task: asyncio.Task[SearchPage]) -> None:
+    task.cancel()
+    # Not awaited (this may run while the walk itself is being cancelled); its outcome, a
+    # failure included, is read when it ends so that asyncio does not report it as lost.
+    task.add_done_callback(_read_outcome)
+
+
+def _read_outcome(task: asyncio.Task[SearchPage]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _seconds(instant: datetime) -> int:

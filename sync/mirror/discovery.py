@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
@@ -22,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sync.domain.discovered import DiscoveredCustomer, RejectedCustomer, payload_digest
 from sync.domain.discovery import DiscoveryWalk, Gap
 from sync.domain.errors import LeaseLost
+from sync.domain.jsoncodec import encode_json
 from sync.mirror.dialect import Dialect
+from sync.mirror.driver_values import postgres_stamp, sqlite_stamp
 from sync.mirror.models import (
     Customer,
     CustomerSchedule,
@@ -49,6 +52,18 @@ _DESCRIPTIVE = (
     "raw",
 )
 _IDENTITY = ("customer_id", "external_user_id", "user_id", "sales_id")
+_TIMES = ("tanma_create_time", "last_follow_time")
+# A new customer's row: what the item fills in, and when the walk first and last saw it.
+_INSERT_COLUMNS = (
+    *_IDENTITY,
+    *_DESCRIPTIVE,
+    "first_seen_at",
+    "last_seen_at",
+    "gone_at",
+    "created_at",
+    "updated_at",
+)
+_STAMPED = ("first_seen_at", "last_seen_at", "created_at", "updated_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +121,17 @@ class DiscoveryStore:
                 "reason": set_aside.excluded.reason,
             },
         )
+        # A first discovery inserts every customer it finds: that insert runs as driver SQL
+        # with rows already in the driver's form, as the file upsert does (sync/mirror/pages.py),
+        # since SQLAlchemy's per-row parameter processing cost more than the database's work.
+        compiled = _CUSTOMERS.insert().compile(
+            dialect=engine.dialect, column_keys=list(_INSERT_COLUMNS)
+        )
+        order = compiled.positiontup
+        if order is None or set(order) != set(_INSERT_COLUMNS):
+            raise RuntimeError("the customers insert must bind exactly the discovered columns")
+        self._insert_sql = str(compiled)
+        self._new_row = _NewCustomerRow(order, postgres_stamp if dialect.postgres else sqlite_stamp)
         changed = [*_IDENTITY, *_DESCRIPTIVE, "last_seen_at", "gone_at", "updated_at"]
         self._update_stmt = (
             update(_CUSTOMERS)
@@ -382,7 +408,9 @@ class DiscoveryStore:
                 by_id[record["customer_id"]] = record
             if record["external_user_id"] is not None:
                 by_ext[record["external_user_id"]] = record
-        inserts: list[dict[str, Any]] = []
+        inserts: list[tuple[Any, ...]] = []
+        new_row = self._new_row
+        now_value = new_row.stamp(now)
         changes: list[dict[str, Any]] = []
         seen_refs: list[int] = []
         hinted: dict[int, datetime] = {}
@@ -394,20 +422,11 @@ class DiscoveryStore:
             if clash:
                 counts.conflicts.append(clash)
                 continue
-            fields = _fields(customer)
             if match is None:
-                inserts.append(
-                    fields
-                    | {
-                        "first_seen_at": now,
-                        "last_seen_at": now,
-                        "gone_at": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                )
+                inserts.append(new_row(customer, now_value))
                 counts.new += 1
                 continue
+            fields = _fields(customer)
             merged = {name: match[name] for name in _IDENTITY} | {
                 name: value for name, value in fields.items() if value is not None
             }
@@ -431,7 +450,7 @@ class DiscoveryStore:
         if inserts:
             # first_seen_at is set only here: a customer first imported and then discovered
             # keeps NULL there until this update (below) sets it.
-            await conn.execute(_CUSTOMERS.insert(), inserts)
+            await conn.exec_driver_sql(self._insert_sql, inserts)
         if changes:
             await conn.execute(
                 self._update_stmt.values(
@@ -487,6 +506,32 @@ class DiscoveryStore:
                 "last_rejected_at": now,
             }
         await conn.execute(self._set_aside_stmt, list(rows.values()))
+
+
+class _NewCustomerRow:
+    """Turns a discovered customer into the insert's positional parameters, as the driver
+    takes them: one C-level attribute fetch, then the columns that need converting."""
+
+    def __init__(self, order: Sequence[str], stamp: Callable[[datetime], Any]) -> None:
+        self.stamp = stamp
+        item_fields = {*_IDENTITY, *_DESCRIPTIVE}
+        # Columns that are not DiscoveredCustomer attributes fetch a stand-in, replaced below.
+        self._fetch = attrgetter(*(n if n in item_fields else "raw" for n in order))
+        self._times = [order.index(name) for name in _TIMES]
+        self._raw = order.index("raw")
+        self._gone = order.index("gone_at")
+        self._stamped = [order.index(name) for name in _STAMPED]
+
+    def __call__(self, customer: DiscoveredCustomer, now: Any) -> tuple[Any, ...]:
+        values = list(self._fetch(customer))
+        for index in self._times:
+            if values[index] is not None:
+                values[index] = self.stamp(values[index])
+        values[self._raw] = encode_json(customer.raw)
+        values[self._gone] = None
+        for index in self._stamped:
+            values[index] = now
+        return tuple(values)
 
 
 def _fields(customer: DiscoveredCustomer) -> dict[str, Any]:
@@ -548,7 +593,8 @@ def _dead_here(holder: Holder, me: Owner, alive: Callable[[int], bool]) -> bool:
 
 
 def _walk_text(walk: DiscoveryWalk) -> str:
-    return json.dumps(walk.to_json(), separators=(",", ":"))
+    # Written with every page, and it holds the current window's customers seen so far.
+    return encode_json(walk.to_json())
 
 
 def _gap_row(gap: Gap, run_id: int, now: datetime) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
@@ -23,6 +23,7 @@ from sync.domain.records import FileRecord, RejectedRecord
 from sync.domain.tally import PageCounts
 from sync.mirror.batching import Batcher
 from sync.mirror.dialect import Dialect
+from sync.mirror.driver_values import postgres_stamp, sqlite_stamp
 from sync.mirror.models import (
     Customer,
     CustomerFile,
@@ -110,7 +111,7 @@ class PageWriter:
         if order is None or set(order) != set(_UPSERT_COLUMNS):
             raise RuntimeError("the files upsert must bind exactly the file columns")
         self._files_upsert_sql = str(compiled)
-        self._driver_row = _DriverRow(order, _postgres_stamp if dialect.postgres else _sqlite_stamp)
+        self._driver_row = _DriverRow(order, postgres_stamp if dialect.postgres else sqlite_stamp)
         self._state_stmts: dict[tuple[str, ...], Any] = {}
         self._pages: Batcher[_PageWrite, PageCounts] = Batcher(self._write_pages, _page_fits)
         self._cursors: Batcher[int, tuple[CustomerCursor, bool]] = Batcher(
@@ -357,17 +358,3 @@ class _DriverRow:
         first, last = self._seen
         values[first] = values[last] = now
         return tuple(values)
-
-
-def _sqlite_stamp(value: datetime) -> str:
-    # Exactly the text SQLAlchemy stores for UTCDateTime on SQLite (naive UTC, microseconds
-    # always written), so comparisons in SQL and reads through the ORM agree with other rows.
-    utc = value.astimezone(UTC)
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} "
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond:06d}"
-    )
-
-
-def _postgres_stamp(value: datetime) -> datetime:
-    return value.astimezone(UTC)

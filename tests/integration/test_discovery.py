@@ -12,7 +12,7 @@ from sync.api.client import TanmaClient
 from sync.cli.passes import sync_pass
 from sync.config.settings import Settings
 from sync.domain.discovered import DiscoveredCustomer, parse_customer_item
-from sync.domain.discovery import GapReason
+from sync.domain.discovery import DiscoveryWalk, GapReason, Window
 from sync.domain.pager import PassMode
 from sync.domain.tally import RunStatus
 from sync.engine.discovery import DiscoveryBusy, DiscoveryEngine, DiscoveryReport
@@ -307,3 +307,76 @@ async def test_one_discovery_at_a_time_and_a_dead_holder_is_taken_over(
     assert await store.discovery.claim("dead", dead_here, 60, alive=lambda pid: True) is None
     report = await discover(settings, store)  # the holder's pid does not exist here
     assert report.status is RunStatus.OK
+
+
+def replayed_requests(simulator: Any, settings: Settings, report: DiscoveryReport) -> int:
+    """How many requests the pure walk asks of the simulator's search as it is now, planned
+    as ``report``'s walk was (same root window, page size and cap)."""
+    walk = DiscoveryWalk.plan(
+        report_root(report),
+        full=report.full,
+        page_size=settings.sync_discovery_page_size,
+        max_results=settings.tanma_search_max_results,
+        max_rewalks=settings.sync_discovery_max_rewalks,
+    )
+    asked = 0
+    while (query := walk.next_query()) is not None:
+        window = query.window
+        total, items = simulator.directory.query(
+            None if window is None else window.start,
+            None if window is None else window.end,
+            query.page_no,
+            query.page_size,
+        )
+        walk.record(query, total, [f"id:{item['customerId']}" for item in items])
+        asked += 1
+    return asked
+
+
+def report_root(report: DiscoveryReport) -> Window:
+    assert report.root is not None
+    return report.root
+
+
+async def test_the_request_sent_ahead_is_the_one_the_walk_asks_next(
+    store: MirrorStore, start_sim: StartSim, database_url: str
+) -> None:
+    # Each answer's next request is sent while its page is written: the simulator must see
+    # exactly the walk's requests, none extra, none missing.
+    dataset = SimDataset(seed=11, customers=1000, mean_files=0)
+    simulator, url = await start_sim(dataset, search_max_results=200)
+    settings = make_settings(
+        url, database_url, tanma_search_max_results=200, sync_discovery_page_size=50
+    )
+    report = await discover(settings, store, full=True)
+    assert report.status is RunStatus.OK, report
+    assert simulator.stats.search_requests == report.requests
+    assert report.requests == replayed_requests(simulator, settings, report)
+    assert_customers_equal(await customer_rows(store), simulator.directory.expected_customers())
+
+
+async def test_a_walk_stopped_with_a_request_sent_ahead_resumes_and_finds_everyone(
+    store: MirrorStore, start_sim: StartSim, database_url: str
+) -> None:
+    dataset = SimDataset(seed=12, customers=600, mean_files=0)
+    simulator, url = await start_sim(dataset, search_max_results=200)
+    settings = make_settings(
+        url, database_url, tanma_search_max_results=200, sync_discovery_page_size=50
+    )
+    asked = 0
+
+    def stop_after_five_checks() -> bool:
+        # The walk asks twice per page: before taking an answer, and before sending the next
+        # request ahead. Turning on an odd check stops it with a request sent ahead unread.
+        nonlocal asked
+        asked += 1
+        return asked >= 5
+
+    async with TanmaClient(settings) as client:
+        engine = DiscoveryEngine(settings, store, client, stopping=stop_after_five_checks)
+        stopped = await engine.discover(full=False)
+    assert stopped.status is RunStatus.INTERRUPTED, stopped
+    assert 0 < stopped.found < 600
+    resumed = await discover(settings, store)
+    assert resumed.resumed and resumed.status is RunStatus.OK, resumed
+    assert_customers_equal(await customer_rows(store), simulator.directory.expected_customers())
