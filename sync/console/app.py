@@ -226,7 +226,7 @@ async def _login(request: web.Request) -> web.StreamResponse:
     target = _safe_next(str(form.get("next") or ""))
     if not isinstance(offered, str) or not token_matches(credentials, offered):
         return _page("login.html", status=401, next=target, failed=True)
-    response = web.HTTPSeeOther(target)
+    response = _see_other(target)
     response.set_cookie(
         SESSION_COOKIE,
         session_value(credentials.token),
@@ -239,9 +239,15 @@ async def _login(request: web.Request) -> web.StreamResponse:
 
 
 async def _logout(_request: web.Request) -> web.StreamResponse:
-    response = web.HTTPSeeOther(f"{BASE}/login")
+    response = _see_other(f"{BASE}/login")
     response.del_cookie(SESSION_COOKIE, path=BASE)
     return response
+
+
+def _see_other(location: str) -> web.Response:
+    # A plain response that carries the session cookie (aiohttp deprecates returning its
+    # HTTP exceptions as responses).
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _safe_next(target: str | None) -> str:
