@@ -63,6 +63,28 @@ class WalkCount:
     seconds: float = 0.0
 
 
+async def _signed_post(
+    session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """One signed POST, as a hand-written script does it: the decoded answer, or RuntimeError
+    for an API error code."""
+    body = orjson.dumps(payload)
+    stamp = str(int(time.time() * 1000))
+    digest = hashlib.sha256(APP_ID.encode() + stamp.encode() + body + APP_KEY.encode()).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "appId": APP_ID,
+        "timestamp": stamp,
+        "sign": digest,
+    }
+    async with session.post(url, data=body, headers=headers) as response:
+        content = await response.read()
+    document: dict[str, Any] = orjson.loads(content)
+    if document.get("code") != 0:
+        raise RuntimeError(f"API error: {document!r}"[:300])
+    return document
+
+
 async def walk(
     base_url: str,
     customers: Sequence[Customer],
@@ -86,23 +108,8 @@ async def walk(
                     payload: dict[str, Any] = {"customerId": customer_id, "pageSize": page_size}
                     if last_id is not None:
                         payload["lastId"] = last_id
-                    body = orjson.dumps(payload)
-                    stamp = str(int(time.time() * 1000))
-                    digest = hashlib.sha256(
-                        APP_ID.encode() + stamp.encode() + body + APP_KEY.encode()
-                    ).hexdigest()
-                    headers = {
-                        "Content-Type": "application/json",
-                        "appId": APP_ID,
-                        "timestamp": stamp,
-                        "sign": digest,
-                    }
-                    async with session.post(url, data=body, headers=headers) as response:
-                        content = await response.read()
+                    document = await _signed_post(session, url, payload)
                     count.requests += 1
-                    document = orjson.loads(content)
-                    if document.get("code") != 0:
-                        raise RuntimeError(f"API error: {document!r}"[:300])
                     items = document["data"]["result"]
                     count.records += len(items)
                     if sink is not None and items:
@@ -288,23 +295,8 @@ async def search_walk(base_url: str, walk: DiscoveryWalk) -> WalkCount:
     async with aiohttp.ClientSession() as session:
         started = time.perf_counter()
         while (query := walk.next_query()) is not None:
-            body = orjson.dumps(search_payload(query))
-            stamp = str(int(time.time() * 1000))
-            digest = hashlib.sha256(
-                APP_ID.encode() + stamp.encode() + body + APP_KEY.encode()
-            ).hexdigest()
-            headers = {
-                "Content-Type": "application/json",
-                "appId": APP_ID,
-                "timestamp": stamp,
-                "sign": digest,
-            }
-            async with session.post(url, data=body, headers=headers) as response:
-                content = await response.read()
+            document = await _signed_post(session, url, search_payload(query))
             count.requests += 1
-            document = orjson.loads(content)
-            if document.get("code") != 0:
-                raise RuntimeError(f"API error: {document!r}"[:300])
             data = document["data"]
             items = data["data"]
             count.records += len(items)
