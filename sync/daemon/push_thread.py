@@ -21,12 +21,16 @@ import concurrent.futures
 import threading
 from collections.abc import Callable
 
+import structlog
+
 from sync.config.settings import Settings
 from sync.daemon.metrics import DaemonMetrics
 from sync.daemon.push_receiver import PushReceiver
 from sync.mirror.database import create_engine
 from sync.mirror.dialect import Dialect
 from sync.mirror.push_inbox import PushInboxStore
+
+log = structlog.get_logger("tanma_sync.push")
 
 
 class PushReceiverThread:
@@ -103,10 +107,13 @@ class PushReceiverThread:
             finally:
                 await engine.dispose()
         except BaseException as exc:
-            if ready.done():
-                raise
-            # Not listening: the daemon's start() raises it.
-            ready.set_exception(exc)
+            if not ready.done():
+                # Not listening: the daemon's start() raises it.
+                ready.set_exception(exc)
+                return
+            # A thread's uncaught error would print a traceback; say it in one line instead.
+            self._metrics.push_receiver_up.set(0)
+            log.error("push_receiver_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _committed(self) -> None:
         # One wake-up queued on the daemon's loop serves every commit made before it runs.
