@@ -6,6 +6,8 @@ the seconds from receipt to that sync (p50, p99)."""
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import socket
 import statistics
 import subprocess
@@ -108,6 +110,17 @@ def _wait(condition: object, what: str) -> None:
         time.sleep(0.2)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far (Linux's /proc; NaN elsewhere)."""
+    try:
+        # After the parenthesised command name: field 3 (state) onwards; utime and stime are
+        # fields 14 and 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else float("nan")
@@ -154,8 +167,12 @@ def push_load(sizes: Sizes, backend: str, log: Log, *, quick: bool) -> list[Row]
                     "the start-up sweep",
                 )
                 address = f"http://127.0.0.1:{port}/tanmarket/push"
+                cpu_before = _cpu_seconds(daemon.pid)
                 load = asyncio.run(_generate(address, customer_ids, seconds, in_flight))
+                cpu_loaded = _cpu_seconds(daemon.pid)
                 _wait(lambda: asyncio.run(_inbox_state(url))[1] == 0, "every push settled")
+                # Accepting, processing and the syncs the pushes caused, up to the last settle.
+                daemon_cpu = _cpu_seconds(daemon.pid) - cpu_before
                 msg_ids, _unsynced, lags, _ = asyncio.run(_inbox_state(url))
             finally:
                 daemon.terminate()
@@ -168,7 +185,9 @@ def push_load(sizes: Sizes, backend: str, log: Log, *, quick: bool) -> list[Row]
     log(
         f"push load ({backend}): {load.accepted:,} accepted in {load.seconds:.1f}s = "
         f"{rate:,.0f}/s with {in_flight} in flight, {load.refused} refused, {lost} lost; "
-        f"generator CPU {load.cpu_seconds / load.seconds:.0%}; "
+        f"generator CPU {load.cpu_seconds / load.seconds:.0%}; daemon CPU "
+        f"{(cpu_loaded - cpu_before) / load.seconds:.0%} while loaded, "
+        f"{daemon_cpu * 1000 / max(load.accepted, 1):.2f} ms per push in all; "
         f"push to sync p50 {p50:.2f}s p99 {p99:.2f}s (median {statistics.median(lags):.2f}s)"
     )
     label = f"{backend}, {in_flight} in flight, {seconds:.0f}s"
@@ -178,6 +197,9 @@ def push_load(sizes: Sizes, backend: str, log: Log, *, quick: bool) -> list[Row]
             f"≥ {TARGET_PER_S}", None if quick else rate >= TARGET_PER_S),
         Row("9. push", f"pushes lost ({backend})", lost + load.refused, "pushes",
             "accepted but not in the inbox, or refused", "0", lost + load.refused == 0),
+        Row("9. push", f"daemon CPU per push, syncs included ({backend})",
+            daemon_cpu * 1000 / max(load.accepted, 1), "ms",
+            f"{(cpu_loaded - cpu_before) / load.seconds:.0%} of a core while loaded"),
         Row("9. push", f"push to the customer's sync, p50 ({backend})", p50, "s"),
         Row("9. push", f"push to the customer's sync, p99 ({backend})", p99, "s"),
     ]  # fmt: skip

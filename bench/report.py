@@ -17,7 +17,7 @@ END = "<!-- bench:results:end -->"
 
 
 def _number(value: float, unit: str) -> str:
-    if unit in ("×", "of the limit", "requests", "s"):
+    if unit in ("×", "of the limit", "requests", "s", "ms"):
         return f"{value:.2f}"
     if unit == "MB":
         return f"{value:.0f}"
