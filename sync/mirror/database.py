@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sync
 from sync.domain.errors import ConfigError, FatalError
+from sync.mirror.sqlite_driver import one_hop_dbapi
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 _BACKEND_ALIASES = {"postgres": "postgresql"}
@@ -107,7 +108,9 @@ def _check_sqlite_path(path: Path, *, must_exist: bool) -> None:
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     # One connection: SQLite has a single writer anyway, and queueing in the pool is cheaper and
     # clearer than lock retries between our own connections.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=600)
+    engine = create_async_engine(
+        url, module=one_hop_dbapi(), pool_size=1, max_overflow=0, pool_timeout=600
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

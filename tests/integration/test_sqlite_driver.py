@@ -1,0 +1,94 @@
+"""SQLite's one-hop driver path (sync/mirror/sqlite_driver.py): what SQLAlchemy reads from a
+cursor after a statement (rows, row counts, the last row id) is what the driver reported, the
+driver's errors arrive as SQLAlchemy's, and a statement is one call on aiosqlite's thread.
+SQLite only: PostgreSQL's driver runs on the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sync.mirror.database import create_engine
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'driver.sqlite'}", sqlite_busy_timeout=0.2)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"))
+    yield engine
+    await engine.dispose()
+
+
+async def test_rows_counts_and_row_ids_are_the_drivers(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        inserted = await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        assert inserted.lastrowid == 1 and inserted.rowcount == 1
+        many = await conn.execute(
+            text("INSERT INTO t (name) VALUES (:name)"), [{"name": n} for n in "bcd"]
+        )
+        assert many.rowcount == 3
+        returned = await conn.execute(
+            text("UPDATE t SET name = name || '!' WHERE id > 1 RETURNING id, name")
+        )
+        assert sorted(returned.all()) == [(2, "b!"), (3, "c!"), (4, "d!")]
+        assert returned.rowcount == 3
+        selected = await conn.execute(text("SELECT id, name FROM t WHERE id <= :n"), {"n": 2})
+        assert list(selected.keys()) == ["id", "name"]
+        assert selected.all() == [(1, "a"), (2, "b!")]
+        empty = await conn.execute(text("SELECT id FROM t WHERE id > 99"))
+        assert empty.first() is None
+        deleted = await conn.execute(text("DELETE FROM t WHERE id = 4"))
+        assert deleted.rowcount == 1
+
+
+async def test_driver_errors_arrive_as_sqlalchemys(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    with pytest.raises(IntegrityError, match="UNIQUE constraint failed"):
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    with pytest.raises(OperationalError, match="no such table"):
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT * FROM missing"))
+    # The connection is fine after both.
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM t")) == 1
+
+
+async def test_another_writer_holding_the_lock_is_a_locked_error(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with aiosqlite.connect(tmp_path / "driver.sqlite", isolation_level=None) as other:
+        await other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (name) VALUES ('z')"))
+        await other.execute("ROLLBACK")
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('z')"))
+
+
+async def test_a_statement_is_one_call_on_the_drivers_thread(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    queue = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await queue(self, fn, *args, **kwargs)
+
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))  # the connection's first use is set up now
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        result = await conn.execute(text("SELECT id, name FROM t"))
+        assert result.all() == []
+    assert calls[0] == "_run" and calls.count("_run") == 1
