@@ -181,13 +181,14 @@ def push_load(sizes: Sizes, backend: str, log: Log, *, quick: bool) -> list[Row]
                     print(log_path.read_text()[-3000:], file=sys.stderr)
     lost = len(load.msg_ids - msg_ids)
     rate = load.accepted / load.seconds
+    loaded_share = (cpu_loaded - cpu_before) / load.seconds
+    ms_per_push = daemon_cpu * 1000 / max(load.accepted, 1)
     p50, p99 = _percentile(lags, 0.5), _percentile(lags, 0.99)
     log(
         f"push load ({backend}): {load.accepted:,} accepted in {load.seconds:.1f}s = "
         f"{rate:,.0f}/s with {in_flight} in flight, {load.refused} refused, {lost} lost; "
         f"generator CPU {load.cpu_seconds / load.seconds:.0%}; daemon CPU "
-        f"{(cpu_loaded - cpu_before) / load.seconds:.0%} while loaded, "
-        f"{daemon_cpu * 1000 / max(load.accepted, 1):.2f} ms per push in all; "
+        f"{loaded_share:.0%} while loaded, {ms_per_push:.2f} ms per push in all; "
         f"push to sync p50 {p50:.2f}s p99 {p99:.2f}s (median {statistics.median(lags):.2f}s)"
     )
     label = f"{backend}, {in_flight} in flight, {seconds:.0f}s"
@@ -197,9 +198,8 @@ def push_load(sizes: Sizes, backend: str, log: Log, *, quick: bool) -> list[Row]
             f"≥ {TARGET_PER_S}", None if quick else rate >= TARGET_PER_S),
         Row("9. push", f"pushes lost ({backend})", lost + load.refused, "pushes",
             "accepted but not in the inbox, or refused", "0", lost + load.refused == 0),
-        Row("9. push", f"daemon CPU per push, syncs included ({backend})",
-            daemon_cpu * 1000 / max(load.accepted, 1), "ms",
-            f"{(cpu_loaded - cpu_before) / load.seconds:.0%} of a core while loaded"),
+        Row("9. push", f"daemon CPU per push, syncs included ({backend})", ms_per_push, "ms",
+            f"{loaded_share:.0%} of a core while loaded"),
         Row("9. push", f"push to the customer's sync, p50 ({backend})", p50, "s"),
         Row("9. push", f"push to the customer's sync, p99 ({backend})", p99, "s"),
     ]  # fmt: skip
