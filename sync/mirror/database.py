@@ -4,7 +4,7 @@ async driver is picked here. Schema changes happen only through the Alembic scri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sync
 from sync.domain.errors import ConfigError, FatalError
-from sync.mirror.sqlite_driver import one_hop_dbapi
+from sync.mirror.sqlite_driver import OneHopConnection, one_hop_dbapi
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 _BACKEND_ALIASES = {"postgres": "postgresql"}
@@ -129,8 +129,10 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so two processes queue on busy_timeout
-        # instead of deadlocking when a read transaction tries to upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # instead of deadlocking when a read transaction tries to upgrade. It runs with the
+        # transaction's first statement, in the same call to the driver's thread.
+        driver = cast(OneHopConnection, connection.connection.dbapi_connection)
+        driver.defer_begin("BEGIN IMMEDIATE")
 
     return engine
 

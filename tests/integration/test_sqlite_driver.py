@@ -93,3 +93,47 @@ async def test_a_statement_is_one_call_on_the_drivers_thread(
         # Cursor, execute, fetch and close: all in the one call.
         assert calls == ["_run"]
         assert result.all() == []
+
+
+async def test_a_transaction_costs_no_hop_of_its_own(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    queue = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await queue(self, fn, *args, **kwargs)
+
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))  # the connection's first use is set up now
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
+    # BEGIN went with the INSERT; the pool's rollback on return had nothing to do.
+    assert calls == ["_run", "commit"]
+    calls.clear()
+    async with engine.begin():
+        pass
+    assert calls == []
+    calls.clear()
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM t")) == 1
+    # A read ends with a real rollback: its BEGIN IMMEDIATE holds the write lock.
+    assert calls == ["_run", "rollback"]
+
+
+async def test_a_failed_begin_leaves_no_transaction_behind(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with aiosqlite.connect(tmp_path / "driver.sqlite", isolation_level=None) as other:
+        await other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT count(*) FROM t"))
+        await other.execute("ROLLBACK")
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t (name) VALUES ('y')"))
+    async with aiosqlite.connect(tmp_path / "driver.sqlite") as reader:
+        async with reader.execute("SELECT name FROM t") as cursor:
+            assert await cursor.fetchall() == [("y",)]
