@@ -305,7 +305,7 @@ def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> l
     backfill_requests: list[float] = []
     per_customer: list[float] = []
     wall_ratio: list[float] = []
-    over_limit = 0
+    over_limit = credited = 0
     with SimProcess(
         customers=sizes.budget_customers,
         mean_files=sizes.budget_mean_files,
@@ -324,12 +324,14 @@ def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> l
                 backfill = tool.sync_pass("backfill", env)
                 stats = sim.stats()
                 over_limit += stats["over_limit"]
+                credited += stats["stall_credited"]
                 backfill_requests.append(backfill.requests)
                 use.append(backfill.requests_per_s / sizes.rate_limit)
                 sim.reset_stats()
                 quiet = tool.sync_pass("run", env)
                 stats = sim.stats()
                 over_limit += stats["over_limit"]
+                credited += stats["stall_credited"]
                 per_customer.append(stats["requests_total"] / sizes.budget_customers)
                 wall_ratio.append(quiet.pass_s / (sizes.budget_customers / sizes.rate_limit))
             log(
@@ -342,8 +344,12 @@ def budget_and_incremental(sizes: Sizes, log: Log, backend: str = "sqlite") -> l
         Row("2. API budget use",
             f"backfill requests/s ÷ SYNC_RATE_LIMIT ({limit}, {sizes.latency_ms:g} ms latency, "
             f"{int(median(backfill_requests)):,} requests, {backend})", median(use), "of the limit",
-            f"n={len(use)}; simulator counted {over_limit} requests above its {limit} bucket "
-            "(burst 5)", "≥ 0.97", median(use) >= 0.97),
+            f"n={len(use)}", "≥ 0.97", median(use) >= 0.97),
+        Row("2. API budget use",
+            f"requests over the simulator's {limit} bucket (burst 5, {backend})", over_limit,
+            "requests",
+            f"as it counts them, every rep; {credited} more admitted on its own loop's lateness",
+            "0", over_limit == 0),
         Row("3. incremental cost",
             f"requests per unchanged customer (`run` over {sizes.budget_customers:,}, {backend})",
             median(per_customer), "requests", f"n={len(per_customer)}", "= 1.00",

@@ -22,6 +22,9 @@ class SimConfig:
     latency_ms: float = 0
     rate_limit: float | None = None  # requests per second; None = unlimited
     rate_burst: float | None = None  # token bucket capacity; None = max(2, rate_limit / 5)
+    # Judge a request by when it may have arrived, not only when the loop read it: the bucket
+    # gets the simulator's own lateness as slack (sync/sim/lateness.py).
+    stall_credit: bool = True
     clock_offset_s: float = 0  # how far the server's clock is off (its Date header shows it)
     fault_http500: float = 0
     fault_html502: float = 0
@@ -102,7 +105,7 @@ _INTEGERS = frozenset(
         "search_delete_per_request",
     }
 )
-_BOOLEANS = frozenset({"prebuilt_pages", "serve_missing_files"})
+_BOOLEANS = frozenset({"prebuilt_pages", "serve_missing_files", "stall_credit"})
 _NULLABLE = frozenset(
     {"rate_limit", "rate_burst", "max_faults_per_customer_page", "silent_page_size_cap"}
 )

@@ -26,9 +26,10 @@ from sync.sim import files
 from sync.sim.config import SimConfig
 from sync.sim.dataset import SimCustomer, SimDataset
 from sync.sim.faults import FaultPolicy
+from sync.sim.lateness import LoopLateness
 from sync.sim.pushes import PushSender, SentPush
 from sync.sim.search import CustomerDirectory
-from sync.sim.stats import CustomerKey, SimStats, TokenBucket
+from sync.sim.stats import Admission, CustomerKey, SimStats, TokenBucket
 
 ENDPOINT = "/api/v3/customer/list-file-of-customer"
 SEARCH_ENDPOINT = "/api/v3/customer/search"
@@ -70,6 +71,7 @@ class Simulator:
         )
         self._bucket: TokenBucket | None = None
         self._bucket_settings: tuple[float | None, float] | None = None
+        self._lateness: LoopLateness | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.pushes = PushSender(
@@ -120,6 +122,9 @@ class Simulator:
 
     async def stop(self) -> None:
         self._stopping.set()
+        if self._lateness is not None:
+            self._lateness.stop()
+            self._lateness = None
         for task in list(self._push_tasks):
             task.cancel()
         await self.pushes.close()
@@ -287,7 +292,10 @@ class Simulator:
         if request.method != "POST":
             self.stats.outcome("http405")
             return self._reply(405, b"405: Method Not Allowed", "text/plain", {"Allow": "POST"})
-        if not self._admit():
+        admission = self._admit()
+        if admission == "credited":
+            self.stats.stall_credited += 1
+        elif admission == "refused":
             self.stats.over_limit += 1
             self.stats.outcome("http429")
             return self._reply(429, b"429: Too Many Requests", "text/plain", {"Retry-After": "1"})
@@ -382,17 +390,23 @@ class Simulator:
         payload = encode_json({"code": 0, "message": "success", "data": data})
         return self._reply(200, payload, JSON_TYPE)
 
-    def _admit(self) -> bool:
+    def _admit(self) -> Admission:
         cfg = self.config
         if cfg.rate_limit is None:
             self._bucket = None
-            return True
+            return "admitted"
         settings = (cfg.rate_limit, cfg.effective_burst())
         now = asyncio.get_running_loop().time()
         if self._bucket is None or self._bucket_settings != settings:
             self._bucket = TokenBucket(settings[0], settings[1], now)
             self._bucket_settings = settings
-        return self._bucket.take(now)
+        if not cfg.stall_credit:
+            return self._bucket.take(now)
+        if self._lateness is None:
+            # Ticks only while a limit is judged: an unlimited simulator has no use for them.
+            self._lateness = LoopLateness()
+            self._lateness.start()
+        return self._bucket.take(now, self._lateness.slack(now))
 
     def _parse_query(
         self, body: dict[str, Any]

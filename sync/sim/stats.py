@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 from sync.sim.faults import FAULT_KINDS
 
 CustomerKey = int | str  # the customer id, or the raw identifier of an unknown customer
+Admission = Literal["admitted", "credited", "refused"]
 
 
 class SimStats:
@@ -15,7 +16,10 @@ class SimStats:
 
     ``over_limit`` counts requests that arrived above the configured rate limit: with a limit of
     ``rate`` and a burst of ``capacity`` (a token bucket), a request is over the limit when more
-    than ``rate * T + capacity`` arrived within some window of T seconds. An overlap is a
+    than ``rate * T + capacity`` arrived within some window of T seconds. Arrival times are
+    when the simulator's loop read the request, give or take its own lateness
+    (sync/sim/lateness.py); ``stall_credited`` counts the requests admitted only because of
+    that allowance. An overlap is a
     request for a customer that arrived while another request for the same customer was still
     being served: a well-behaved engine never does that.
     """
@@ -31,6 +35,7 @@ class SimStats:
         self.outcomes: Counter[str] = Counter()
         self.per_customer: Counter[CustomerKey] = Counter()
         self.over_limit = 0
+        self.stall_credited = 0
         self.overlaps = 0
         self.overlap_customers: set[CustomerKey] = set()
         self.unknown_customers = 0
@@ -80,6 +85,7 @@ class SimStats:
             "faults": self.faults(),
             "per_customer": {str(k): v for k, v in self.per_customer.items()},
             "over_limit": self.over_limit,
+            "stall_credited": self.stall_credited,
             "overlaps": self.overlaps,
             "overlap_customers": sorted(str(k) for k in self.overlap_customers),
             "unknown_customers": self.unknown_customers,
@@ -103,12 +109,24 @@ class TokenBucket:
         self.rate = rate
         self.capacity = capacity
         self._tokens = capacity
+        # The same bucket judging the same requests with no slack: what tells "credited".
+        self._strict_tokens = capacity
         self._last = now
 
-    def take(self, now: float) -> bool:
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+    def take(self, now: float, slack: float = 0.0) -> Admission:
+        """Admit one request read at ``now`` that may have arrived up to ``slack`` seconds
+        earlier. Arrivals spread over that time would have been admitted as the bucket
+        refilled, so the refill of those seconds may lift it above ``capacity`` for them;
+        without slack it never exceeds ``capacity``. ``credited``: admitted where the bucket
+        without the slack would have been empty."""
+        refill = (now - self._last) * self.rate
         self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
+        self._tokens = min(self.capacity + slack * self.rate, self._tokens + refill)
+        self._strict_tokens = min(self.capacity, self._strict_tokens + refill)
+        if self._tokens < 1:
+            return "refused"
+        self._tokens -= 1
+        if self._strict_tokens < 1:
+            return "credited"
+        self._strict_tokens -= 1
+        return "admitted"
