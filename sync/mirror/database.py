@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import sync
 from sync.domain.errors import ConfigError, FatalError
-from sync.mirror.sqlite_driver import OneHopConnection, one_hop_dbapi
+from sync.mirror.sqlite_driver import SQLiteConnection, sqlite_dbapi
 
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 _BACKEND_ALIASES = {"postgres": "postgresql"}
@@ -109,18 +109,20 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     # One connection: SQLite has a single writer anyway, and queueing in the pool is cheaper and
     # clearer than lock retries between our own connections.
     engine = create_async_engine(
-        url, module=one_hop_dbapi(), pool_size=1, max_overflow=0, pool_timeout=600
+        url, module=sqlite_dbapi(), pool_size=1, max_overflow=0, pool_timeout=600
     )
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: SQLiteConnection, _record: Any) -> None:
+        # Another process writing: a statement waits this long for its lock (the driver path
+        # sets SQLite's busy_timeout around the statements that may wait, sqlite_driver.py).
+        dbapi_connection.lock_wait_ms = busy_timeout_ms
         # Take transaction control from the driver so BEGIN is ours (see _on_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in (
             "PRAGMA journal_mode=WAL",  # analysts can read while a sync writes
             "PRAGMA synchronous=NORMAL",  # durable across process crashes in WAL mode
-            f"PRAGMA busy_timeout={busy_timeout_ms}",  # another process writing: wait a while
             "PRAGMA foreign_keys=ON",
         ):
             cursor.execute(pragma)
@@ -130,8 +132,8 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so two processes queue on busy_timeout
         # instead of deadlocking when a read transaction tries to upgrade. It runs with the
-        # transaction's first statement, in the same call to the driver's thread.
-        driver = cast(OneHopConnection, connection.connection.dbapi_connection)
+        # transaction's first statement (sqlite_driver.py).
+        driver = cast(SQLiteConnection, connection.connection.dbapi_connection)
         driver.defer_begin("BEGIN IMMEDIATE")
 
     return engine

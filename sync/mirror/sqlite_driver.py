@@ -1,17 +1,28 @@
-"""SQLite's driver path with one thread hop per statement.
+"""SQLite's driver path: a transaction's statements run on the event loop's own thread.
 
-aiosqlite runs the ``sqlite3`` connection on a thread of its own, and SQLAlchemy's adapter
-makes a hop to that thread and back for each step of a statement: make a cursor, execute,
-fetch the rows, close the cursor. Each hop is two thread switches under the GIL and a turn of
-the event loop, and they, not SQLite, were most of the daemon's CPU per synced customer
-(BENCHMARKS.md, "What a push costs the daemon on SQLite"). The cursor here does all four
-steps in one call on aiosqlite's thread and keeps what SQLAlchemy reads afterwards
-(``description``, ``rowcount``, ``lastrowid`` and the rows).
+aiosqlite runs the ``sqlite3`` connection on a thread of its own and hands every call there and
+back: two thread switches under the GIL and a turn of the event loop each, several per
+statement in SQLAlchemy's adapter. Those hand-offs, not SQLite, were most of the daemon's CPU
+per synced customer (BENCHMARKS.md, "What a push costs the daemon on SQLite"), and while a
+transaction waited for its turns of the loop it held the engine's one connection, so every
+other transaction queued behind them.
 
-A transaction costs no hop of its own either. ``BEGIN`` is held back (``defer_begin``) and
-run in the same call as the transaction's first statement, and the connection remembers
-whether the driver had a transaction open after its last call, so the pool's rollback on
-return, which follows every commit, is skipped when there is nothing to roll back.
+A statement of this mirror takes tens of microseconds (WAL, ``synchronous=NORMAL``: a commit
+does not wait for the disk), less than one hand-off. What can take long is waiting for
+another process's write lock, and every transaction takes that lock first (``BEGIN
+IMMEDIATE``, database.py). So:
+
+- ``BEGIN`` is held back (``defer_begin``) and tried with the transaction's first statement
+  on the loop's thread, without waiting (``busy_timeout`` is 0 there). Once it holds the lock,
+  the transaction's statements, its ``COMMIT`` or ``ROLLBACK``, run on the loop's thread too.
+- When another process holds the lock, that first statement goes to aiosqlite's thread and
+  waits there for up to the busy timeout, as it always did; so do the statements outside any
+  transaction (the pragmas at connect).
+- The pool's rollback on return, which follows every commit, is skipped when the driver has
+  no transaction open.
+
+The cost is that a long statement holds up the loop while it runs: a big report over a large
+mirror, run by the console inside the daemon, delays the daemon's other work by its duration.
 
 It is plugged in as the engine's DBAPI ``module`` (``create_async_engine(module=...)``), which
 SQLAlchemy supports; the classes it extends are SQLAlchemy's aiosqlite adapter, and the call
@@ -24,7 +35,6 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Sequence
 from typing import Any, cast
 
 import aiosqlite
@@ -49,7 +59,7 @@ class _Outcome:
         self.in_transaction = False
 
     def close(self) -> None:
-        """Nothing to release: the driver's cursor is closed on its thread."""
+        """Nothing to release: the driver's cursor is closed when its statement ends."""
 
 
 def _run(
@@ -60,7 +70,7 @@ def _run(
     many: bool,
     outcome: _Outcome,
 ) -> list[Any] | None:
-    # On aiosqlite's thread: the held-back BEGIN if any, then the whole statement.
+    # The held-back BEGIN if any, then the whole statement, start to end.
     cursor = conn.cursor()
     try:
         if begin is not None:
@@ -82,7 +92,20 @@ def _run(
         cursor.close()
 
 
-class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+def _run_waiting(conn: sqlite3.Connection, wait_ms: int, *args: Any) -> list[Any] | None:
+    # On aiosqlite's thread: the same, allowed to wait for another process's lock.
+    conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+    try:
+        return _run(conn, *args)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0")
+
+
+def _is_lock_taken(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+
+
+class _Cursor(AsyncAdapt_aiosqlite_cursor):
     __slots__ = ()
     _awaitable_cursor_close = False
 
@@ -93,66 +116,87 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return cursor
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        return await self._one_call(operation, parameters, many=False)
+        return await self._statement(operation, parameters, many=False)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        return await self._one_call(operation, seq_of_parameters, many=True)
+        return await self._statement(operation, seq_of_parameters, many=True)
 
-    async def _one_call(self, operation: str, parameters: Any, *, many: bool) -> None:
+    async def _statement(self, operation: str, parameters: Any, *, many: bool) -> None:
         driver = cast(aiosqlite.Connection, self._connection)
-        adapted = cast(OneHopConnection, self._adapt_connection)
+        adapted = cast(SQLiteConnection, self._adapt_connection)
         outcome = cast(_Outcome, self._cursor)
+        args = (operation, parameters, many, outcome)
         async with adapted._execute_mutex:
             begin, adapted._pending_begin = adapted._pending_begin, None
             try:
-                rows: Sequence[Any] | None = await driver._execute(
-                    _run, driver._conn, begin, operation, parameters, many, outcome
-                )
+                rows = None
+                waited = not (adapted._in_transaction or begin is not None)
+                if not waited:
+                    try:
+                        rows = _run(driver._conn, begin, *args)
+                    except sqlite3.OperationalError as error:
+                        if begin is None or not _is_lock_taken(error):
+                            raise
+                        waited = True
+                if waited:
+                    rows = await driver._execute(
+                        _run_waiting, driver._conn, adapted.lock_wait_ms, begin, *args
+                    )
             finally:
                 adapted._in_transaction = outcome.in_transaction
         if rows is not None:
             self._rows = collections.deque(rows)
 
 
-class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_in_transaction", "_pending_begin")
-    _cursor_cls = _OneHopCursor
+class SQLiteConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ("_in_transaction", "_pending_begin", "lock_wait_ms")
+    _cursor_cls = _Cursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self._pending_begin: str | None = None
         self._in_transaction = False
+        # How long a statement may wait for another process's write lock (database.py sets
+        # it from SYNC_SQLITE_BUSY_TIMEOUT when the connection is made).
+        self.lock_wait_ms = 0
 
     def defer_begin(self, statement: str) -> None:
         """Run ``statement`` (a ``BEGIN``) together with the next statement, not on its own."""
         self._pending_begin = statement
 
     def commit(self) -> None:
-        if self._settled():
-            return
-        super().commit()
-        self._in_transaction = False
+        self._end(sqlite3.Connection.commit)
 
     def rollback(self) -> None:
-        if self._settled():
-            return
-        super().rollback()
-        self._in_transaction = False
+        self._end(sqlite3.Connection.rollback)
 
-    def _settled(self) -> bool:
-        """Whether there is nothing to commit or roll back: no statement ran since a held-back
-        BEGIN, or the driver had no transaction open after its last call."""
+    def _end(self, how: Any) -> None:
         held_back, self._pending_begin = self._pending_begin is not None, None
-        return held_back or not self._in_transaction
+        if held_back or not self._in_transaction:
+            # No statement ran since a held-back BEGIN, or the driver has no transaction
+            # open: nothing to commit or roll back.
+            return
+        driver = cast(aiosqlite.Connection, self._connection)
+        try:
+            how(driver._conn)
+        except Exception as error:
+            self._handle_exception(error)
+        finally:
+            self._in_transaction = driver._conn.in_transaction
 
 
-class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
-    """The aiosqlite DBAPI of SQLAlchemy, with connections whose cursors make one hop."""
+class SQLiteDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The aiosqlite DBAPI of SQLAlchemy, with connections whose transactions run on the
+    loop's thread."""
 
-    def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+    def connect(self, *arg: Any, **kw: Any) -> SQLiteConnection:
+        # Statements run on the loop's thread as well as on aiosqlite's, one at a time; none
+        # waits for a lock unless _run_waiting allows it.
+        kw["check_same_thread"] = False
+        kw["timeout"] = 0
         adapted = super().connect(*arg, **kw)
-        return OneHopConnection(self, adapted._connection)
+        return SQLiteConnection(self, adapted._connection)
 
 
-def one_hop_dbapi() -> OneHopDBAPI:
-    return OneHopDBAPI(aiosqlite, sqlite3)
+def sqlite_dbapi() -> SQLiteDBAPI:
+    return SQLiteDBAPI(aiosqlite, sqlite3)

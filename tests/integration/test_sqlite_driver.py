@@ -1,10 +1,12 @@
-"""SQLite's one-hop driver path (sync/mirror/sqlite_driver.py): what SQLAlchemy reads from a
-cursor after a statement (rows, row counts, the last row id) is what the driver reported, the
-driver's errors arrive as SQLAlchemy's, and a statement is one call on aiosqlite's thread.
-SQLite only: PostgreSQL's driver runs on the event loop."""
+"""SQLite's driver path (sync/mirror/sqlite_driver.py): what SQLAlchemy reads from a cursor
+after a statement (rows, row counts, the last row id) is what the driver reported, the driver's
+errors arrive as SQLAlchemy's, a transaction runs on the loop's thread, and waiting for another
+process's lock happens on aiosqlite's. SQLite only: PostgreSQL's driver runs on the event loop
+anyway."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,9 @@ async def test_another_writer_holding_the_lock_is_a_locked_error(
         await conn.execute(text("INSERT INTO t (name) VALUES ('z')"))
 
 
-async def test_a_statement_is_one_call_on_the_drivers_thread(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The functions handed to aiosqlite's thread from now on, by name."""
     calls: list[str] = []
     queue = aiosqlite.Connection._execute
 
@@ -86,41 +88,55 @@ async def test_a_statement_is_one_call_on_the_drivers_thread(
         calls.append(getattr(fn, "__name__", repr(fn)))
         return await queue(self, fn, *args, **kwargs)
 
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))  # the connection's first use is set up now
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-        result = await conn.execute(text("SELECT id, name FROM t"))
-        # Cursor, execute, fetch and close: all in the one call.
-        assert calls == ["_run"]
-        assert result.all() == []
-
-
-async def test_a_transaction_costs_no_hop_of_its_own(
-    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[str] = []
-    queue = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
-        return await queue(self, fn, *args, **kwargs)
-
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))  # the connection's first use is set up now
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return calls
+
+
+async def test_no_statement_of_a_transaction_leaves_the_loops_thread(
+    engine: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))  # the connection is made and set up now
+    calls: list[str] = request.getfixturevalue("thread_calls")
     async with engine.begin() as conn:
         await conn.execute(text("INSERT INTO t (name) VALUES ('a')"))
-    # BEGIN went with the INSERT; the pool's rollback on return had nothing to do.
-    assert calls == ["_run", "commit"]
-    calls.clear()
+        assert await conn.scalar(text("SELECT count(*) FROM t")) == 1
     async with engine.begin():
         pass
-    assert calls == []
-    calls.clear()
     async with engine.connect() as conn:
-        assert await conn.scalar(text("SELECT count(*) FROM t")) == 1
-    # A read ends with a real rollback: its BEGIN IMMEDIATE holds the write lock.
-    assert calls == ["_run", "rollback"]
+        assert await conn.scalar(text("SELECT name FROM t")) == "a"
+    assert calls == []
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_off_the_loop(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    path = tmp_path / "waits.sqlite"
+    engine = create_engine(f"sqlite:///{path}", sqlite_busy_timeout=10.0)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)"))
+        calls: list[str] = request.getfixturevalue("thread_calls")
+        async with aiosqlite.connect(path, isolation_level=None) as other:
+            await other.execute("BEGIN IMMEDIATE")
+
+            async def write() -> None:
+                async with engine.begin() as conn:
+                    await conn.execute(text("INSERT INTO t (name) VALUES ('waited')"))
+
+            writer = asyncio.create_task(write())
+            ticks = 0
+            for _ in range(20):  # 0.2 s in which the loop must stay free
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not writer.done()
+            await other.execute("COMMIT")
+            await asyncio.wait_for(writer, 10)
+        assert ticks == 20 and "_run_waiting" in calls
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT name FROM t")) == "waited"
+    finally:
+        await engine.dispose()
 
 
 async def test_a_failed_begin_leaves_no_transaction_behind(
@@ -134,6 +150,5 @@ async def test_a_failed_begin_leaves_no_transaction_behind(
         await other.execute("ROLLBACK")
     async with engine.begin() as conn:
         await conn.execute(text("INSERT INTO t (name) VALUES ('y')"))
-    async with aiosqlite.connect(tmp_path / "driver.sqlite") as reader:
-        async with reader.execute("SELECT name FROM t") as cursor:
-            assert await cursor.fetchall() == [("y",)]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT name FROM t"))).all() == [("y",)]
