@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, or_, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.push import (
@@ -272,6 +272,7 @@ class PushInboxStore:
             & _INBOX.c.synced_at.is_(None)
             & _INBOX.c.outcome.in_(_SYNCING)
         )
+        now = self._dialect.now()
         async with self._engine.begin() as conn:
             settled = await conn.execute(
                 update(_INBOX)
@@ -280,10 +281,23 @@ class PushInboxStore:
                 .returning(_INBOX.c.received_at)
             )
             received = [row.received_at for row in settled]
-            later = await conn.scalar(select(func.count()).where(mine))
-            if later:
-                await self._make_due(conn, [customer_ref])
-        return Settled(received, bool(later))
+            # A push processed since the sync began: due now, as _make_due does (the row is
+            # there, the sync just finished it); one statement that also says whether.
+            again = await conn.execute(
+                update(_SCHEDULE)
+                .where(
+                    _SCHEDULE.c.customer_ref == customer_ref,
+                    select(_INBOX.c.id).where(mine).exists(),
+                )
+                .values(
+                    next_due_at=case(
+                        (_SCHEDULE.c.next_due_at > now, now), else_=_SCHEDULE.c.next_due_at
+                    )
+                )
+                .returning(_SCHEDULE.c.customer_ref)
+            )
+            due_again = again.first() is not None
+        return Settled(received, due_again)
 
     # -- retention -------------------------------------------------------------------------
 
