@@ -68,6 +68,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
         help="run the push section on these databases only (default: both)",
     )
     parser.add_argument(
+        "--push-budget",
+        choices=("default", "unlimited"),
+        action="append",
+        help="run the push section under these rate budgets only (default: both)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="write the results into this file (default: BENCHMARKS.md for a full run, "
@@ -149,7 +155,8 @@ def main(argv: list[str]) -> int:
         rows += archive.archive_memory(sizes, log)
     if "push" in chosen:
         for backend in [b for b in backends if b in (args.push_backend or backends)]:
-            rows += push.push_load(sizes, backend, log, quick=args.quick)
+            for budget in args.push_budget or push.BUDGETS:
+                rows += push.push_load(sizes, backend, budget, log, quick=args.quick)
     elapsed = time.perf_counter() - started
     notes.append(
         f"- Sizes: {sizes}; medians of {sizes.reps} run(s), tool and baselines interleaved "
