@@ -18,7 +18,7 @@ class LoopLateness:
     """``observe`` at each tick, ``slack`` when a request is judged; ``start`` runs the ticks
     on the running loop."""
 
-    def __init__(self, tick_s: float = 0.005) -> None:
+    def __init__(self, tick_s: float = 0.001) -> None:
         self.tick_s = tick_s
         self._due: float | None = None
         self._late = 0.0
