@@ -122,9 +122,7 @@ class Simulator:
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._lateness is not None:
-            self._lateness.stop()
-            self._lateness = None
+        self._stop_lateness()
         for task in list(self._push_tasks):
             task.cancel()
         await self.pushes.close()
@@ -394,6 +392,7 @@ class Simulator:
         cfg = self.config
         if cfg.rate_limit is None:
             self._bucket = None
+            self._stop_lateness()
             return "admitted"
         settings = (cfg.rate_limit, cfg.effective_burst())
         now = asyncio.get_running_loop().time()
@@ -401,12 +400,18 @@ class Simulator:
             self._bucket = TokenBucket(settings[0], settings[1], now)
             self._bucket_settings = settings
         if not cfg.stall_credit:
+            self._stop_lateness()
             return self._bucket.take(now)
         if self._lateness is None:
             # Ticks only while a limit is judged: an unlimited simulator has no use for them.
             self._lateness = LoopLateness()
             self._lateness.start()
         return self._bucket.take(now, self._lateness.slack(now))
+
+    def _stop_lateness(self) -> None:
+        if self._lateness is not None:
+            self._lateness.stop()
+            self._lateness = None
 
     def _parse_query(
         self, body: dict[str, Any]
