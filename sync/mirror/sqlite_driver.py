@@ -19,7 +19,7 @@ IMMEDIATE``, database.py). So:
   waits there for up to the busy timeout, as it always did; so do the statements outside any
   transaction (the pragmas at connect).
 - The pool's rollback on return, which follows every commit, is skipped when the driver has
-  no transaction open.
+  no transaction open (``sqlite3.Connection.in_transaction``, read on the loop's thread).
 
 The cost is that a long statement holds up the loop while it runs: a big report over a large
 mirror, run by the console inside the daemon, delays the daemon's other work by its duration.
@@ -48,15 +48,13 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 class _Outcome:
     """A statement's cursor attributes, as SQLAlchemy reads them after ``execute``."""
 
-    __slots__ = ("arraysize", "description", "in_transaction", "lastrowid", "rowcount")
+    __slots__ = ("arraysize", "description", "lastrowid", "rowcount")
 
     def __init__(self) -> None:
         self.description: Any = None
         self.rowcount = -1
         self.lastrowid: int | None = None
         self.arraysize = 1
-        # Whether the driver's connection had a transaction open when the call ended.
-        self.in_transaction = False
 
     def close(self) -> None:
         """Nothing to release: the driver's cursor is closed when its statement ends."""
@@ -88,7 +86,6 @@ def _run(
         outcome.lastrowid = cursor.lastrowid
         return rows
     finally:
-        outcome.in_transaction = conn.in_transaction
         cursor.close()
 
 
@@ -128,34 +125,27 @@ class _Cursor(AsyncAdapt_aiosqlite_cursor):
         args = (operation, parameters, many, outcome)
         async with adapted._execute_mutex:
             begin, adapted._pending_begin = adapted._pending_begin, None
-            try:
-                rows = None
-                waited = not (adapted._in_transaction or begin is not None)
-                if not waited:
-                    try:
-                        rows = _run(driver._conn, begin, *args)
-                    except sqlite3.OperationalError as error:
-                        if begin is None or not _is_lock_taken(error):
-                            raise
-                        waited = True
-                if waited:
-                    rows = await driver._execute(
-                        _run_waiting, driver._conn, adapted.lock_wait_ms, begin, *args
-                    )
-            finally:
-                adapted._in_transaction = outcome.in_transaction
+            if begin is None and not driver._conn.in_transaction:
+                # Outside any transaction (the pragmas at connect): it may wait for a lock.
+                rows = await adapted.run_waiting(begin, *args)
+            else:
+                try:
+                    rows = _run(driver._conn, begin, *args)
+                except sqlite3.OperationalError as error:
+                    if begin is None or not _is_lock_taken(error):
+                        raise
+                    rows = await adapted.run_waiting(begin, *args)
         if rows is not None:
             self._rows = collections.deque(rows)
 
 
 class SQLiteConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("_in_transaction", "_pending_begin", "lock_wait_ms")
+    __slots__ = ("_pending_begin", "lock_wait_ms")
     _cursor_cls = _Cursor
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self._pending_begin: str | None = None
-        self._in_transaction = False
         # How long a statement may wait for another process's write lock (database.py sets
         # it from SYNC_SQLITE_BUSY_TIMEOUT when the connection is made).
         self.lock_wait_ms = 0
@@ -164,6 +154,14 @@ class SQLiteConnection(AsyncAdapt_aiosqlite_connection):
         """Run ``statement`` (a ``BEGIN``) together with the next statement, not on its own."""
         self._pending_begin = statement
 
+    async def run_waiting(self, *args: Any) -> list[Any] | None:
+        """``_run`` on aiosqlite's thread, allowed to wait for another process's lock."""
+        driver = cast(aiosqlite.Connection, self._connection)
+        result: list[Any] | None = await driver._execute(
+            _run_waiting, driver._conn, self.lock_wait_ms, *args
+        )
+        return result
+
     def commit(self) -> None:
         self._end(sqlite3.Connection.commit)
 
@@ -171,18 +169,16 @@ class SQLiteConnection(AsyncAdapt_aiosqlite_connection):
         self._end(sqlite3.Connection.rollback)
 
     def _end(self, how: Any) -> None:
-        held_back, self._pending_begin = self._pending_begin is not None, None
-        if held_back or not self._in_transaction:
+        self._pending_begin = None
+        driver = cast(aiosqlite.Connection, self._connection)
+        if not driver._conn.in_transaction:
             # No statement ran since a held-back BEGIN, or the driver has no transaction
             # open: nothing to commit or roll back.
             return
-        driver = cast(aiosqlite.Connection, self._connection)
         try:
             how(driver._conn)
         except Exception as error:
             self._handle_exception(error)
-        finally:
-            self._in_transaction = driver._conn.in_transaction
 
 
 class SQLiteDBAPI(AsyncAdapt_aiosqlite_dbapi):
