@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 CHINA_OFFSET = timedelta(hours=8)
 CHINA_TZ = timezone(CHINA_OFFSET, "Asia/Shanghai")
 _API_FORM = "%Y-%m-%d %H:%M:%S"
-_CHINA_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z", re.ASCII)
+# Hours stop at 23: a newer fromisoformat reads "24:00:00" as the next midnight.
+_CHINA_TIME = re.compile(r"\d{4}-\d{2}-\d{2} (?:[01]\d|2[0-3]):\d{2}:\d{2}\Z", re.ASCII)
 
 
 def parse_china_time(value: object) -> datetime | None:
@@ -18,11 +19,10 @@ def parse_china_time(value: object) -> datetime | None:
         return None
     text = value.strip()
     try:
-        # The form the API sends, sliced: several times cheaper than strptime.
+        # The form the API sends, checked by the pattern and read by fromisoformat (C code,
+        # which alone would accept other forms too): many times cheaper than strptime.
         if _CHINA_TIME.match(text):
-            year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
-            hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
-            return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - CHINA_OFFSET
+            return datetime.fromisoformat(text).replace(tzinfo=UTC) - CHINA_OFFSET
         # Other spellings strptime accepts (single-digit fields, Unicode digits).
         local = datetime.strptime(text, _API_FORM)
         return local.replace(tzinfo=CHINA_TZ).astimezone(UTC)

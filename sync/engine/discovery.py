@@ -141,15 +141,44 @@ class DiscoveryEngine:
         set_aside: set[str] = set()
         status, failure = RunStatus.FAILED, None
         # The walk's next request is known once an answer is recorded, before its page is
-        # written: it is sent while the page's transaction runs, so the wait on the API and
+        # written: it is sent while the pages' transaction runs, so the wait on the API and
         # the database's work overlap. The requests are the ones the walk asks for, in order.
         ahead = _Ahead(client)
+        batch = _PageBatch(asyncio.get_running_loop().time)
+
+        async def write_batch() -> None:
+            # The pages read since the last write, with the walk's state after the last of
+            # them, in one transaction.
+            if batch.empty:
+                return
+            write = partial(
+                store.save_pages,
+                self._worker,
+                ttl,
+                walk,
+                run_id,
+                batch.customers,
+                batch.rejected,
+                follow_hint=s.sync_discovery_follow_hint,
+            )
+            counts.add(await retry_db(partial(whole, write), bound))
+            found.update(c.identity for c in batch.customers)
+            set_aside.update(r.identity for r in batch.rejected)
+            batch.clear()
+
         try:
             while (query := walk.next_query()) is not None:
                 if self._stopping():
+                    await write_batch()
                     status, failure = RunStatus.INTERRUPTED, "stopped before the walk's end"
                     break
-                page = await ahead.take(query)
+                try:
+                    page = await ahead.take(query)
+                except (TransientError, CustomerError):
+                    # The pages read before the failure are kept; the next discovery resumes
+                    # the walk after them.
+                    await write_batch()
+                    raise
                 customers: list[DiscoveredCustomer] = []
                 rejected: list[RejectedCustomer] = []
                 for item in page.items:
@@ -166,23 +195,12 @@ class DiscoveryEngine:
                         window=str(query.window),
                         total_count=page.total_count,
                     )
+                batch.add(customers, rejected)
                 upcoming = walk.next_query()
                 if upcoming is not None and not self._stopping():
                     ahead.send(upcoming)
-                write = partial(
-                    store.save_page,
-                    self._worker,
-                    ttl,
-                    walk,
-                    run_id,
-                    customers,
-                    rejected,
-                    follow_hint=s.sync_discovery_follow_hint,
-                )
-                page_counts = await retry_db(partial(whole, write), bound)
-                counts.add(page_counts)
-                found.update(c.identity for c in customers)
-                set_aside.update(r.identity for r in rejected)
+                if upcoming is None or batch.due():
+                    await write_batch()
             else:
                 finish = partial(
                     store.finish_walk,
@@ -295,6 +313,47 @@ class DiscoveryEngine:
                 newest = min(newest, now)
                 start = max(since, newest - timedelta(seconds=s.sync_discovery_lookback))
         return Window(_seconds(start), max(_seconds(start), _seconds(end)))
+
+
+# How many customers, or how long a wait, one transaction's pages may gather. A transaction
+# per page cost more than the page's own rows (the lease check, the walk's state rewritten
+# whole, a commit rewriting the same index pages); a crash loses at most this much of the walk,
+# read again on resume; and the bound on rows matches a sync's group commit (mirror/pages.py),
+# so a SQLite write holds a daemon's loop no longer than that does.
+_BATCH_CUSTOMERS = 2_000
+_BATCH_SECONDS = 1.0
+
+
+class _PageBatch:
+    """The pages read since the walk's state was last written."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._since: float | None = None
+        self.customers: list[DiscoveredCustomer] = []
+        self.rejected: list[RejectedCustomer] = []
+
+    @property
+    def empty(self) -> bool:
+        return self._since is None
+
+    def add(self, customers: list[DiscoveredCustomer], rejected: list[RejectedCustomer]) -> None:
+        if self._since is None:
+            self._since = self._clock()
+        self.customers.extend(customers)
+        self.rejected.extend(rejected)
+
+    def due(self) -> bool:
+        """Whether the pages should be written now."""
+        if self._since is None:
+            return False
+        size = len(self.customers) + len(self.rejected)
+        return size >= _BATCH_CUSTOMERS or self._clock() - self._since >= _BATCH_SECONDS
+
+    def clear(self) -> None:
+        self._since = None
+        self.customers = []
+        self.rejected = []
 
 
 class _Ahead:

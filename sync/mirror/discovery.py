@@ -1,9 +1,9 @@
-"""Discovery's database side: the lease on the one discovery that may run, each page of
-discovered customers written with the walk's state in one transaction, and the end of a walk
+"""Discovery's database side: the lease on the one discovery that may run, pages of discovered
+customers written with the walk's state after them in one transaction, and the end of a walk
 (gaps recorded, customers gone from a full walk marked, the run's counts).
 
 A page transaction first moves the walk state forward *only if this process still holds the
-lease*; otherwise it raises ``LeaseLost`` and nothing of the page is written. So a discovery
+lease*; otherwise it raises ``LeaseLost`` and nothing of its pages is written. So a discovery
 that lost its lease (expired while the database was away, taken over by another daemon) can
 never write over the walk of the one that took it.
 """
@@ -279,7 +279,7 @@ class DiscoveryStore:
             )
         return started
 
-    async def save_page(
+    async def save_pages(
         self,
         worker: str,
         ttl: float,
@@ -290,14 +290,17 @@ class DiscoveryStore:
         *,
         follow_hint: bool,
     ) -> DiscoveryCounts:
-        """One search page in one transaction: its customers, its rejected items and the walk's
-        state after it. LeaseLost (nothing written) when the lease is no longer ours."""
+        """Search pages in one transaction: their customers (in the order the walk read them),
+        their rejected items and the walk's state after the last of them. LeaseLost (nothing
+        written) when the lease is no longer ours."""
         counts = DiscoveryCounts()
         async with self._engine.begin() as conn:
             await self._fence(conn, worker, ttl, {"walk": _walk_text(walk), "run_id": run_id})
             await self._dialect.plan_each_statement(conn)
             now = await self._dialect.read_now(conn)
-            hinted = await self._upsert_customers(conn, customers, now, counts)
+            hinted: dict[int, datetime] = {}
+            for batch in _without_shared_keys(customers):
+                hinted |= await self._upsert_customers(conn, batch, now, counts)
             if rejected:
                 await self._set_aside(conn, rejected, run_id, now)
                 counts.rejected = len(rejected)
@@ -385,13 +388,13 @@ class DiscoveryStore:
         now: datetime,
         counts: DiscoveryCounts,
     ) -> dict[int, datetime]:
-        """Insert new customers and refresh known ones; returns the refs whose follow-up time
-        moved forward, with that time."""
-        unique = list({c.identity: c for c in customers}.values())
-        if not unique:
+        """Insert new customers and refresh known ones (no two of them share a customer_id or
+        an external_user_id); returns the refs whose follow-up time moved forward, with that
+        time."""
+        if not customers:
             return {}
-        ids = [c.customer_id for c in unique if c.customer_id is not None]
-        exts = [c.external_user_id for c in unique if c.external_user_id is not None]
+        ids = [c.customer_id for c in customers if c.customer_id is not None]
+        exts = [c.external_user_id for c in customers if c.external_user_id is not None]
         columns = [_CUSTOMERS.c.id, *(_CUSTOMERS.c[n] for n in (*_IDENTITY, *_DESCRIPTIVE))]
         known_rows = (
             await conn.execute(
@@ -414,7 +417,7 @@ class DiscoveryStore:
         changes: list[dict[str, Any]] = []
         seen_refs: list[int] = []
         hinted: dict[int, datetime] = {}
-        for customer in unique:
+        for customer in customers:
             match = by_id.get(customer.customer_id) if customer.customer_id is not None else None
             if match is None and customer.external_user_id is not None:
                 match = by_ext.get(customer.external_user_id)
@@ -532,6 +535,35 @@ class _NewCustomerRow:
         for index in self._stamped:
             values[index] = now
         return tuple(values)
+
+
+def _without_shared_keys(
+    customers: Sequence[DiscoveredCustomer],
+) -> list[list[DiscoveredCustomer]]:
+    """The customers in rounds, each matched against the table as the rounds before it left
+    it: an item that shares a customer_id or an external_user_id with an earlier one (two
+    spellings of one customer, or one WeCom id claimed twice) goes in a later round than that
+    one, so it meets it as a stored row, as it would have on a page of its own. Nearly every
+    batch is one round. An identity read twice keeps its first place and its last item."""
+    latest = {c.identity: c for c in customers}
+    # Identities hold the customer_id when there is one, so only a WeCom id can be shared.
+    exts = [c.external_user_id for c in latest.values() if c.external_user_id is not None]
+    if len(exts) == len(set(exts)):
+        return [list(latest.values())]
+    rounds: list[list[DiscoveredCustomer]] = []
+    round_of: dict[tuple[str, object], int] = {}
+    for customer in latest.values():
+        keys = [
+            key
+            for key in (("id", customer.customer_id), ("ext", customer.external_user_id))
+            if key[1] is not None
+        ]
+        index = max((round_of[key] + 1 for key in keys if key in round_of), default=0)
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(customer)
+        round_of.update(dict.fromkeys(keys, index))
+    return rounds
 
 
 def _fields(customer: DiscoveredCustomer) -> dict[str, Any]:

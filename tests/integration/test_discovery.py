@@ -232,6 +232,35 @@ async def test_bad_items_are_set_aside_and_the_rest_of_the_page_stored(
         assert len((await conn.execute(select(RejectedCustomerRow))).all()) == len(bad_items)
 
 
+async def test_items_of_one_transaction_that_claim_one_wecom_id_are_a_conflict_not_a_failure(
+    store: MirrorStore, start_sim: StartSim, database_url: str
+) -> None:
+    # Pages are written several to a transaction: items that share an externalUserId there
+    # must meet as they would on pages of their own, the later one as a conflict.
+    dataset = SimDataset(seed=13, customers=40, mean_files=0)
+    simulator, url = await start_sim(dataset)
+    at = dataset.now - timedelta(days=40)
+    first = {"customerId": 990000000001, "externalUserId": "wmShared", "wechatNickname": "一"}
+    claimant = {"customerId": 990000000002, "externalUserId": "wmShared", "wechatNickname": "二"}
+    spelled = {"externalUserId": "wmShared", "wechatNickname": "同一个"}
+    for item in (first, claimant, spelled):
+        simulator.directory.add_raw(item, at)
+    settings = make_settings(url, database_url, sync_discovery_page_size=10)
+
+    report = await discover(settings, store)
+    assert report.status is RunStatus.PARTIAL, report
+    assert len(report.conflicts) == 1 and "wmShared" in report.conflicts[0], report.conflicts
+    # Whichever of the two the walk read first keeps the WeCom id; the one spelled by it alone
+    # is merged into that row.
+    rows = await customer_rows(store)
+    holders = [r for r in rows.values() if r.external_user_id == "wmShared"]
+    assert len(holders) == 1 and holders[0].customer_id in (990000000001, 990000000002)
+    assert None not in rows
+    loser = ({990000000001, 990000000002} - {holders[0].customer_id}).pop()
+    assert loser not in rows
+    assert set(simulator.directory.expected_customers()) - {loser} <= rows.keys()
+
+
 async def test_a_full_walk_marks_gone_customers_and_clears_them_when_they_return(
     store: MirrorStore, start_sim: StartSim, database_url: str
 ) -> None:
