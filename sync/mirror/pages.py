@@ -10,9 +10,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, null, select, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    any_,
+    bindparam,
+    column,
+    func,
+    null,
+    select,
+    table,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.customers import CustomerKey
@@ -94,24 +106,28 @@ class PageWriter:
         self._insert = insert
         # The per-page statements never change: build them once, not on every page.
         files = CustomerFile.__table__
-        self._known_files_stmt = select(files.c.id, files.c.raw, files.c.deleted_at).where(
-            files.c.id.in_(bindparam("ids", expanding=True))
+        # On PostgreSQL one array parameter, not a list of them: the statement's text is the
+        # same for every batch size, so asyncpg prepares it once.
+        ids_match = (
+            files.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
+            if dialect.postgres
+            else files.c.id.in_(bindparam("ids", expanding=True))
         )
-        upsert = insert(files)
-        files_upsert = upsert.on_conflict_do_update(
-            index_elements=[files.c.id],
-            set_={name: upsert.excluded[name] for name in _REFRESHED_COLUMNS}
-            | {"last_seen_at": upsert.excluded.last_seen_at, "deleted_at": null()},
+        self._known_files_stmt = select(files.c.id, files.c.raw, files.c.deleted_at).where(
+            ids_match
         )
         # The hottest statement runs as driver SQL with rows already in the driver's form:
         # SQLAlchemy's per-row parameter building and type processing cost more than the
         # database's own work on a page (see BENCHMARKS.md).
-        compiled = files_upsert.compile(dialect=engine.dialect, column_keys=[*_UPSERT_COLUMNS])
+        compiled = _refreshing(insert(files)).compile(
+            dialect=engine.dialect, column_keys=[*_UPSERT_COLUMNS]
+        )
         order = compiled.positiontup
         if order is None or set(order) != set(_UPSERT_COLUMNS):
             raise RuntimeError("the files upsert must bind exactly the file columns")
         self._files_upsert_sql = str(compiled)
         self._driver_row = _DriverRow(order, postgres_stamp if dialect.postgres else sqlite_stamp)
+        self._copy = _StagedCopy(order, engine) if dialect.postgres else None
         self._state_stmts: dict[tuple[str, ...], Any] = {}
         self._pages: Batcher[_PageWrite, PageCounts] = Batcher(self._write_pages, _page_fits)
         self._cursors: Batcher[int, tuple[CustomerCursor, bool]] = Batcher(
@@ -271,7 +287,10 @@ class PageWriter:
                 else:
                     page_counts.unchanged += 1
                 rows.append(to_row(record, page.customer.ref, now_value))
-        await conn.exec_driver_sql(self._files_upsert_sql, rows)
+        if self._copy is not None and len(rows) >= COPY_MIN_ROWS:
+            await self._copy.upsert(conn, rows)
+        else:
+            await conn.exec_driver_sql(self._files_upsert_sql, rows)
 
     async def _set_aside(
         self,
@@ -326,6 +345,53 @@ class PageWriter:
             )
             self._state_stmts[refreshed] = stmt
         return stmt
+
+
+def _refreshing(upsert: Any) -> Any:
+    """The files upsert's conflict clause: a known record takes every column but its key and
+    its first sighting, and is no longer deleted."""
+    files = CustomerFile.__table__
+    return upsert.on_conflict_do_update(
+        index_elements=[files.c.id],
+        set_={name: upsert.excluded[name] for name in _REFRESHED_COLUMNS}
+        | {"last_seen_at": upsert.excluded.last_seen_at, "deleted_at": null()},
+    )
+
+
+# PostgreSQL batches of at least this many rows are upserted by COPY into a staging table and
+# one merge from it: measured against the prepared upsert run once per row, COPY took about
+# 30% less time at 2,000 rows and 18% less at 500, broke even near 100 and lost below.
+COPY_MIN_ROWS = 200
+_STAGE = "customer_files_stage"
+
+
+class _StagedCopy:
+    """The large-batch upsert on PostgreSQL, inside the page transaction: ``COPY`` the rows
+    into a temporary table that empties itself at commit, then one ``INSERT ... SELECT ... ON
+    CONFLICT`` from it. The table is made on first use in each session (so in the transaction
+    too, and a rolled-back one takes it away with everything else)."""
+
+    def __init__(self, order: Sequence[str], engine: AsyncEngine) -> None:
+        files = cast(Table, CustomerFile.__table__)
+        self._columns = list(order)
+        names = ", ".join(self._columns)
+        # Only the model's own table and column names go into this text.
+        self._create_sql = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS "  # noqa: S608
+            f"AS SELECT {names} FROM {files.name} WITH NO DATA"
+        )
+        stage = table(_STAGE, *(column(name) for name in self._columns))
+        merge = _refreshing(postgresql.insert(files).from_select(self._columns, select(*stage.c)))
+        self._merge_sql = str(merge.compile(dialect=engine.dialect))
+
+    async def upsert(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        # The transaction is already open on the driver: the id look-up ran in it first.
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute(self._create_sql)
+        await driver.copy_records_to_table(_STAGE, records=rows, columns=self._columns)
+        await conn.exec_driver_sql(self._merge_sql)
 
 
 def _cursor_values(cursor: CustomerCursor) -> dict[str, Any]:

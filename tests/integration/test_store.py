@@ -12,6 +12,7 @@ from sync.domain.customers_file import CustomerRow
 from sync.domain.pager import CustomerCursor, VanishedCheck
 from sync.domain.records import FileRecord, RejectedRecord, parse_record
 from sync.mirror.models import CustomerFile, CustomerSyncState, RejectedRecordRow
+from sync.mirror.pages import COPY_MIN_ROWS
 from sync.mirror.store import MirrorStore
 
 
@@ -264,3 +265,74 @@ async def test_a_line_that_contradicts_known_identities_is_set_aside_not_fatal(
         (2, "wm-b"),
         (4, None),
     ]
+
+
+async def test_a_large_batch_upserts_exactly_as_a_small_one_and_fails_whole(
+    store: MirrorStore,
+) -> None:
+    # Large enough for PostgreSQL's COPY-and-merge path; SQLite runs the same page through its
+    # one upsert statement, and both must leave the same rows and counts.
+    customer = await one_customer(store)
+    size = COPY_MIN_ROWS + 50
+    first = [api_record(1000 + i) for i in range(size)]
+    counts = await store.pages.save(
+        customer,
+        parsed(*first),
+        [],
+        CustomerCursor(high_water_id=1000),
+        run_id=None,
+        completed=True,
+    )
+    assert (counts.inserted, counts.updated, counts.unchanged) == (size, 0, 0)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            CustomerFile.__table__.update()
+            .where(CustomerFile.id == 1000)
+            .values(deleted_at=datetime.now(UTC))
+        )
+    changed = [api_record(1000 + i, fileName=f"第{i}版") for i in range(50)]
+    same = first[50:size]
+    new = [api_record(5000 + i) for i in range(50)]
+    cursor = CustomerCursor(high_water_id=5049)
+    counts = await store.pages.save(
+        customer, parsed(*changed, *same, *new), [], cursor, run_id=None, completed=True
+    )
+    assert (counts.inserted, counts.updated, counts.unchanged) == (50, 50, size - 50)
+    async with store.engine.connect() as conn:
+        rows = {r.id: r for r in (await conn.execute(select(CustomerFile))).all()}
+    assert len(rows) == size + 50
+    assert rows[1000].deleted_at is None and rows[1000].file_name == "第0版"
+    assert rows[1049].raw["fileName"] == "第49版"
+    assert rows[5049].source_customer_id == customer.ref
+    assert rows[5049].create_time == datetime(2022, 2, 28, 6, 14, 48, tzinfo=UTC)
+    assert rows[1100].first_seen_at < rows[1100].last_seen_at
+
+    # A large page the database refuses (no such customer row) leaves nothing behind, and the
+    # next large page is not handed anything of it.
+    broken = type(customer)(
+        ref=customer.ref + 999, customer_id=1, external_user_id=None, user_id=None, sales_id=None
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the driver's integrity error, whichever it is
+        await store.pages.save(
+            broken,
+            parsed(*(api_record(9000 + i) for i in range(size))),
+            [],
+            CustomerCursor(high_water_id=9999),
+            run_id=None,
+            completed=True,
+        )
+    more = [api_record(7000 + i) for i in range(size)]
+    counts = await store.pages.save(
+        customer,
+        parsed(*more),
+        [],
+        CustomerCursor(high_water_id=7999),
+        run_id=None,
+        completed=True,
+    )
+    assert counts.inserted == size
+    assert await store.pages.load_cursor(customer.ref) == CustomerCursor(high_water_id=7999)
+    async with store.engine.connect() as conn:
+        ids = set((await conn.execute(select(CustomerFile.id))).scalars())
+    assert not any(9000 <= i < 9000 + size for i in ids)
+    assert len(ids) == 2 * size + 50
