@@ -73,7 +73,7 @@ class TanmaClient:
         self._app_key = settings.tanma_app_key.get_secret_value()
         self._url = settings.tanma_base_url + LIST_FILES_PATH
         self._search_url = settings.tanma_base_url + SEARCH_PATH
-        self._pacer = RequestPacer(settings.sync_rate_limit)
+        self._pacer = RequestPacer(settings.sync_rate_limit, burst=settings.sync_rate_burst)
         self._backoff = wait_random_exponential(
             multiplier=settings.sync_backoff_base, max=settings.sync_backoff_max
         )

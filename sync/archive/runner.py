@@ -107,7 +107,7 @@ class Archiver:
         self.claimer = claimer
         self.stopping = stopping
         self.on_file = on_file
-        self.pacer = RequestPacer(settings.sync_archive_rate_limit)
+        self.pacer = RequestPacer(settings.sync_archive_rate_limit, burst=settings.sync_rate_burst)
         self._in_flight: set[int] = set()
 
     async def run(self, *, due_only: bool, limit: int | None = None) -> ArchiveTally:

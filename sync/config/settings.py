@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     sync_page_size: int = Field(default=100, ge=1, le=10_000)
     sync_concurrency: int = Field(default=4, ge=1, le=256)
     sync_rate_limit: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    sync_rate_burst: int = Field(default=3, ge=1, le=20)
     sync_lookback: Duration = 600.0
     sync_max_attempts: int = Field(default=5, ge=1, le=100)
     sync_backoff_base: Duration = 0.5
