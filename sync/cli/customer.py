@@ -30,7 +30,7 @@ from sync.domain.customers import CustomerKey
 from sync.domain.errors import UsageError
 from sync.domain.exits import ExitCode
 from sync.domain.pager import CustomerCursor, PassMode
-from sync.mirror.pages import Fence
+from sync.mirror.leases import Fence
 from sync.mirror.store import MirrorStore
 from sync.mirror.writer_lock import sqlite_writer_lock
 

@@ -8,7 +8,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 
@@ -18,8 +17,8 @@ from sync.domain.pager import PassMode
 from sync.engine.feeds import Assignment, CustomerOutcome
 from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 from sync.mirror.fleet import Claim, FleetStore
+from sync.mirror.leases import Fence
 from sync.mirror.models import utc_now
-from sync.mirror.pages import Fence
 
 log = structlog.get_logger("tanma_sync.daemon")
 
@@ -98,16 +97,14 @@ class _HeldLeases:
 
     def fence(self, customer: CustomerKey) -> Fence | None:
         terms = self._terms
-        check = self._fleet.lease_fence(terms.worker_id, customer.ref, terms.ttl)
         deadlines = self._deadlines
-        clock = self._clock
 
-        async def renewing_check(conn: Any) -> None:
-            at = clock()
-            await check(conn)
+        def renewed(at: float) -> None:
             deadlines[customer.ref] = at + terms.budget
 
-        return renewing_check
+        return self._fleet.lease_fence(
+            terms.worker_id, customer.ref, terms.ttl, clock=self._clock, on_renewed=renewed
+        )
 
 
 # Told of each customer a sweep finished: its ref, when its sync began, how it ended.
@@ -230,6 +227,12 @@ class LeaseFeed(_HeldLeases):
 # again when every customer left is held by another worker.
 _CHOSEN_PER_CLAIM = 500
 _HELD_ELSEWHERE_POLL_S = 1.0
+# A command-line pass hands finished customers back this many, or this long after the first of
+# them, at a time: one statement for all, where a transaction per customer cost about a sixth
+# of a PostgreSQL backfill's CPU (BENCHMARKS.md). A daemon waiting for one of them waits at most
+# that much longer; the pass's end hands back the rest (membership.py).
+_RELEASE_BATCH = 64
+_RELEASE_AFTER_S = 1.0
 
 
 class ChosenLeaseFeed(_HeldLeases):
@@ -252,6 +255,8 @@ class ChosenLeaseFeed(_HeldLeases):
         self._waiting = {c.ref for c in customers}
         self._order = [c.ref for c in customers]
         self._told_held = False
+        self._done: list[int] = []  # finished, their leases not yet handed back
+        self._done_since = 0.0
 
     async def _refill(self) -> None:
         terms = self._terms
@@ -282,14 +287,21 @@ class ChosenLeaseFeed(_HeldLeases):
         return Assignment(claim.customer, self._mode)
 
     async def finished(self, assignment: Assignment, outcome: CustomerOutcome) -> None:
-        ref = assignment.customer.ref
-        self._let_go(ref)
+        self._let_go(assignment.customer.ref)
+        if not self._done:
+            self._done_since = self._clock()
+        self._done.append(assignment.customer.ref)
+        if (
+            len(self._done) >= _RELEASE_BATCH
+            or self._clock() - self._done_since >= _RELEASE_AFTER_S
+            or not (self._queue or self._waiting)
+        ):
+            await self._release_done()
+
+    async def _release_done(self) -> None:
+        refs, self._done = self._done, []
         try:
-            await self._fleet.release(self._terms.worker_id, [ref])
+            await self._fleet.release(self._terms.worker_id, refs)
         except DATABASE_ERRORS as exc:
-            # The lease runs out by itself, and the pass's end hands back whatever is left.
-            log.warning(
-                "lease_not_released",
-                customer=assignment.customer.label,
-                error=describe_db_error(exc),
-            )
+            # The leases run out by themselves, and the pass's end hands back what is left.
+            log.warning("leases_not_released", customers=len(refs), error=describe_db_error(exc))

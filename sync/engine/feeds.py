@@ -14,7 +14,7 @@ from typing import Protocol
 from sync.domain.customers import CustomerKey
 from sync.domain.pager import PassMode
 from sync.domain.tally import PageCounts
-from sync.mirror.pages import Fence
+from sync.mirror.leases import Fence
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from sync.domain.customer_state import DOCUMENT_KIND, DOCUMENT_VERSION, cursor_d
 from sync.domain.jsoncodec import encode_json
 from sync.domain.pager import CustomerCursor
 from sync.mirror.dialect import Dialect
+from sync.mirror.leases import Fence
 from sync.mirror.models import (
     Customer,
     CustomerAudit,
@@ -24,7 +25,7 @@ from sync.mirror.models import (
     RejectedRecordRow,
     utc_now,
 )
-from sync.mirror.pages import CURSOR_COLUMNS, Fence
+from sync.mirror.pages import CURSOR_COLUMNS
 
 # Rows of each history a state document carries.
 _RECENT = 10

@@ -12,7 +12,7 @@ from each host's. SQLite serves one daemon only, whose own clock is then the onl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -21,15 +21,14 @@ from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.customers import CustomerKey, customer_label
-from sync.domain.errors import LeaseLost
 from sync.mirror.dialect import Dialect
+from sync.mirror.leases import LeaseFence
 from sync.mirror.models import (
     Customer,
     CustomerSchedule,
     CustomerSyncState,
     SyncWorker,
 )
-from sync.mirror.pages import Fence
 
 # A declarative class's __table__ is a Table; SQLAlchemy's stubs only promise a FromClause.
 _SCHEDULE = cast(Table, CustomerSchedule.__table__)
@@ -237,27 +236,24 @@ class FleetStore:
                 for row in rows
             ]
 
-    def lease_fence(self, worker_id: str, customer_ref: int, lease_ttl: float) -> Fence:
+    def lease_fence(
+        self,
+        worker_id: str,
+        customer_ref: int,
+        lease_ttl: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        on_renewed: Callable[[float], None] | None = None,
+    ) -> LeaseFence:
         """A check for the page transaction: the lease is still ours (and is renewed), or the
-        transaction rolls back with LeaseLost. On PostgreSQL the row lock it takes also keeps
-        any other worker's claim off this customer until the page commits."""
-
-        async def fence(conn: AsyncConnection) -> None:
-            result = await conn.execute(
-                update(CustomerSchedule)
-                .where(self._held(worker_id, customer_ref))
-                .values(lease_expires_at=self._dialect.now(lease_ttl))
-            )
-            if result.rowcount != 1:
-                raise LeaseLost(f"lease on customer #{customer_ref} expired")
-
-        return fence
-
-    def _held(self, worker_id: str, customer_ref: int) -> ColumnElement[bool]:
-        return (
-            (CustomerSchedule.customer_ref == customer_ref)
-            & (CustomerSchedule.lease_owner == worker_id)
-            & (CustomerSchedule.lease_expires_at > self._dialect.now())
+        transaction rolls back with LeaseLost (sync/mirror/leases.py)."""
+        return LeaseFence(
+            self._dialect,
+            worker_id,
+            customer_ref,
+            lease_ttl,
+            clock=clock,
+            on_renewed=on_renewed,
         )
 
     async def finish_customer(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
@@ -36,6 +36,7 @@ from sync.domain.tally import PageCounts
 from sync.mirror.batching import Batcher
 from sync.mirror.dialect import Dialect
 from sync.mirror.driver_values import postgres_stamp, sqlite_stamp
+from sync.mirror.leases import Fence, run_fences
 from sync.mirror.models import (
     Customer,
     CustomerFile,
@@ -56,11 +57,6 @@ CURSOR_COLUMNS = (
     "pass_started_at",
     "pass_full",
 )
-
-
-# A check that runs first inside a page transaction and raises to roll it back (the daemon's
-# lease check: a worker that lost a customer must not write its pages).
-Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +194,7 @@ class PageWriter:
         now = utc_now()
         counts = [PageCounts() for _ in pages]
         async with self._engine.begin() as conn:
-            for page in pages:
-                if page.fence is not None:
-                    await page.fence(conn)
+            await run_fences(conn, [page.fence for page in pages if page.fence is not None])
             await self._upsert_files(conn, pages, now, counts)
             for page, page_counts in zip(pages, counts, strict=True):
                 if page.rejected:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -80,6 +80,75 @@ async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) 
             fence=fence,
         )
     assert (await store.pages.load_cursor(customer.ref)).high_water_id == 5  # rolled back
+
+
+async def test_pages_written_together_check_their_leases_in_one_go_and_fail_alone(
+    store: MirrorStore,
+) -> None:
+    # Several workers' pages in one group transaction: their lease fences are one statement.
+    # A page whose lease was taken over fails alone; the others land and their leases renew.
+    fleet = await add_customers(store, 3)
+    claims = await fleet.claim_due("a", 3, TTL, due_by=utc_now())
+    lost = claims[1].customer
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(CustomerSchedule)
+            .where(CustomerSchedule.customer_ref == lost.ref)
+            .values(lease_owner="b", lease_expires_at=utc_now() + timedelta(seconds=TTL))
+        )
+        await conn.execute(
+            update(CustomerSchedule)
+            .where(CustomerSchedule.lease_owner == "a")
+            .values(lease_expires_at=utc_now() + timedelta(seconds=1))
+        )
+    renewed_at: dict[int, float] = {}
+
+    def save(claim_index: int, clock_time: float) -> asyncio.Future[object]:
+        customer = claims[claim_index].customer
+        fence = fleet.lease_fence(
+            "a",
+            customer.ref,
+            TTL,
+            clock=lambda: clock_time,
+            on_renewed=lambda at: renewed_at.__setitem__(customer.ref, at),
+        )
+        return asyncio.ensure_future(
+            store.pages.save(
+                customer,
+                [],
+                [],
+                CustomerCursor(high_water_id=7),
+                run_id=None,
+                completed=True,
+                fence=fence,
+            )
+        )
+
+    results = await asyncio.gather(*(save(i, 10.0 + i) for i in range(3)), return_exceptions=True)
+    assert isinstance(results[1], LeaseLost) and f"#{lost.ref}" in str(results[1])
+    assert not isinstance(results[0], BaseException)
+    assert not isinstance(results[2], BaseException)
+    kept = [claims[0].customer.ref, claims[2].customer.ref]
+    assert renewed_at == {kept[0]: 10.0, kept[1]: 12.0}
+    for ref in kept:
+        assert (await store.pages.load_cursor(ref)).high_water_id == 7
+    assert (await store.pages.load_cursor(lost.ref)).high_water_id is None
+    async with store.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(CustomerSchedule.customer_ref, CustomerSchedule.lease_expires_at)
+            )
+        ).all()
+    # The kept leases run a whole TTL from now again, not the second they were left with.
+    floor = utc_now() + timedelta(seconds=TTL / 2)
+    assert all(_utc(at) > floor for ref, at in rows if ref in kept)
+
+
+def _utc(value: object) -> object:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def test_finishing_plans_the_next_check_and_hands_the_lease_back(store: MirrorStore) -> None:
