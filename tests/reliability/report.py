@@ -108,7 +108,8 @@ ROWS: list[Row] = [
     ),
     (
         "The rate limit holds at the server's door: zero requests above SYNC_RATE_LIMIT "
-        "(10/s, burst tolerance 3); the counter is live (a client paced at 3× the limit trips it)",
+        "(10/s, a server bucket of SYNC_RATE_BURST + 1 = 4); the counter is live (a client paced "
+        "at 3× the limit trips it)",
         "test_fault_soak.py (both tests)",
         lambda r: (
             f"over the limit: {_total(r, 'over_limit')}; when the limit is ignored: "
