@@ -227,10 +227,11 @@ class LeaseFeed(_HeldLeases):
 # again when every customer left is held by another worker.
 _CHOSEN_PER_CLAIM = 500
 _HELD_ELSEWHERE_POLL_S = 1.0
-# A command-line pass hands finished customers back this many, or this long after the first of
-# them, at a time: one statement for all, where a transaction per customer cost about a sixth
-# of a PostgreSQL backfill's CPU (BENCHMARKS.md). A daemon waiting for one of them waits at most
-# that much longer; the pass's end hands back the rest (membership.py).
+# A command-line pass hands finished customers back together, one statement for all, where a
+# transaction per customer cost about a sixth of a PostgreSQL backfill's CPU (BENCHMARKS.md):
+# at the finish that makes this many, or that comes this long after the first of them, and at
+# every finish once nothing is left to hand out; the pass's end hands back the rest
+# (membership.py). Until then they stay leased to the pass, which has just synced them.
 _RELEASE_BATCH = 64
 _RELEASE_AFTER_S = 1.0
 
