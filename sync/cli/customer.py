@@ -30,7 +30,7 @@ from sync.domain.customers import CustomerKey
 from sync.domain.errors import UsageError
 from sync.domain.exits import ExitCode
 from sync.domain.pager import CustomerCursor, PassMode
-from sync.mirror.leases import Fence
+from sync.mirror.leases import LeaseFence
 from sync.mirror.store import MirrorStore
 from sync.mirror.writer_lock import sqlite_writer_lock
 
@@ -298,7 +298,7 @@ def _cursor_of(document: dict[str, Any]) -> CustomerCursor:
 @contextlib.asynccontextmanager
 async def _customer_lease(
     settings: Settings, store: MirrorStore, key: CustomerKey
-) -> AsyncIterator[Fence | None]:
+) -> AsyncIterator[LeaseFence | None]:
     """On PostgreSQL, the customer's lease, taken as the daemons take it (waiting while one of
     them syncs it), and a fence that checks it inside the reset's transaction. SQLite has one
     writer, whose lock the caller holds."""

@@ -17,7 +17,7 @@ from sync.domain.pager import PassMode
 from sync.engine.feeds import Assignment, CustomerOutcome
 from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 from sync.mirror.fleet import Claim, FleetStore
-from sync.mirror.leases import Fence
+from sync.mirror.leases import LeaseFence
 from sync.mirror.models import utc_now
 
 log = structlog.get_logger("tanma_sync.daemon")
@@ -95,7 +95,7 @@ class _HeldLeases:
     def deadline(self, customer: CustomerKey) -> float | None:
         return self._deadlines.get(customer.ref)
 
-    def fence(self, customer: CustomerKey) -> Fence | None:
+    def fence(self, customer: CustomerKey) -> LeaseFence | None:
         terms = self._terms
         deadlines = self._deadlines
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from sync.domain.customers import CustomerKey
 from sync.domain.pager import PassMode
 from sync.domain.tally import PageCounts
-from sync.mirror.leases import Fence
+from sync.mirror.leases import LeaseFence
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class CustomerFeed(Protocol):
         """Loop time by which the customer must be let go (its lease runs out), or None."""
         ...
 
-    def fence(self, customer: CustomerKey) -> Fence | None:
+    def fence(self, customer: CustomerKey) -> LeaseFence | None:
         """A check run inside every page transaction, or None."""
         ...
 
@@ -79,7 +79,7 @@ class ListFeed:
     def deadline(self, customer: CustomerKey) -> float | None:
         return None
 
-    def fence(self, customer: CustomerKey) -> Fence | None:
+    def fence(self, customer: CustomerKey) -> LeaseFence | None:
         return None
 
 

@@ -14,7 +14,7 @@ from sync.domain.customer_state import DOCUMENT_KIND, DOCUMENT_VERSION, cursor_d
 from sync.domain.jsoncodec import encode_json
 from sync.domain.pager import CustomerCursor
 from sync.mirror.dialect import Dialect
-from sync.mirror.leases import Fence
+from sync.mirror.leases import LeaseFence, check_leases
 from sync.mirror.models import (
     Customer,
     CustomerAudit,
@@ -191,14 +191,14 @@ class CustomerControls:
         actor: str,
         *,
         paused: bool | None = None,
-        fence: Fence | None = None,
+        fence: LeaseFence | None = None,
     ) -> dict[str, Any]:
         """Put ``cursor`` in place (and the pause, when given), make the customer due at once,
         and record the audit row, in one transaction; returns the state after. ``fence`` runs
         first inside it (the lease check on PostgreSQL)."""
         async with self._engine.begin() as conn:
             if fence is not None:
-                await fence(conn)
+                await check_leases(conn, [fence])
             before = await self._document(conn, ref)
             now = utc_now()
             table = CustomerSyncState.__table__

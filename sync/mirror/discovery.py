@@ -541,28 +541,21 @@ def _without_shared_keys(
     customers: Sequence[DiscoveredCustomer],
 ) -> list[list[DiscoveredCustomer]]:
     """The customers in rounds, each matched against the table as the rounds before it left
-    it: an item that shares a customer_id or an external_user_id with an earlier one (two
-    spellings of one customer, or one WeCom id claimed twice) goes in a later round than that
-    one, so it meets it as a stored row, as it would have on a page of its own. Nearly every
-    batch is one round. An identity read twice keeps its first place and its last item."""
-    latest = {c.identity: c for c in customers}
-    # Identities hold the customer_id when there is one, so only a WeCom id can be shared.
-    exts = [c.external_user_id for c in latest.values() if c.external_user_id is not None]
-    if len(exts) == len(set(exts)):
-        return [list(latest.values())]
+    it. An identity holds the customer_id when there is one, so two items of one batch can
+    share only an external_user_id (two spellings of one customer, or one WeCom id claimed
+    twice): the later one goes in a later round, so it meets the earlier as a stored row, as it
+    would have on a page of its own. Nearly every batch is one round. An identity read twice
+    keeps its first place and its last item."""
     rounds: list[list[DiscoveredCustomer]] = []
-    round_of: dict[tuple[str, object], int] = {}
-    for customer in latest.values():
-        keys = [
-            key
-            for key in (("id", customer.customer_id), ("ext", customer.external_user_id))
-            if key[1] is not None
-        ]
-        index = max((round_of[key] + 1 for key in keys if key in round_of), default=0)
+    round_of: dict[str, int] = {}  # external_user_id -> the last round that holds it
+    for customer in {c.identity: c for c in customers}.values():
+        external = customer.external_user_id
+        index = round_of[external] + 1 if external in round_of else 0
         if index == len(rounds):
             rounds.append([])
         rounds[index].append(customer)
-        round_of.update(dict.fromkeys(keys, index))
+        if external is not None:
+            round_of[external] = index
     return rounds
 
 

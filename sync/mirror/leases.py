@@ -10,7 +10,7 @@ update takes also keeps any other worker's claim off those customers until the t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from sqlalchemy import Table, update
@@ -20,16 +20,13 @@ from sync.domain.errors import LeaseLost
 from sync.mirror.dialect import Dialect
 from sync.mirror.models import CustomerSchedule
 
-# A check that runs first inside a page transaction and raises to roll it back (the daemon's
-# lease check: a worker that lost a customer must not write its pages).
-Fence = Callable[[AsyncConnection], Awaitable[None]]
-
 _SCHEDULE = cast(Table, CustomerSchedule.__table__)
 
 
 class LeaseFence:
-    """The check that ``worker_id`` still holds ``customer_ref``'s lease, renewing it for
-    ``ttl`` seconds; ``on_renewed(at)`` is told the ``clock`` time the renewal was sent."""
+    """The check, run first inside a transaction (``check_leases``), that ``worker_id`` still
+    holds ``customer_ref``'s lease, renewing it for ``ttl`` seconds; ``on_renewed(at)`` is told
+    the ``clock`` time the renewal was sent."""
 
     __slots__ = ("_clock", "_dialect", "_on_renewed", "customer_ref", "ttl", "worker_id")
 
@@ -50,23 +47,11 @@ class LeaseFence:
         self._clock = clock
         self._on_renewed = on_renewed
 
-    async def __call__(self, conn: AsyncConnection) -> None:
-        await check_leases(conn, [self])
-
-
-async def run_fences(conn: AsyncConnection, fences: Sequence[Fence]) -> None:
-    """Every fence of one transaction: the lease fences together, any other one by one."""
-    leases = [f for f in fences if isinstance(f, LeaseFence)]
-    if leases:
-        await check_leases(conn, leases)
-    for fence in fences:
-        if not isinstance(fence, LeaseFence):
-            await fence(conn)
-
 
 async def check_leases(conn: AsyncConnection, fences: Sequence[LeaseFence]) -> None:
     """Renew every fence's lease, one statement per worker and ttl; LeaseLost (rolling the
-    transaction back) names the first customer whose lease is no longer its worker's."""
+    transaction back) names the first customer whose lease is no longer its worker's. Nothing
+    to do for no fences."""
     began = [f._clock() if f._clock is not None else 0.0 for f in fences]
     groups: dict[tuple[str, float], list[LeaseFence]] = {}
     for fence in fences:

@@ -36,7 +36,7 @@ from sync.domain.tally import PageCounts
 from sync.mirror.batching import Batcher
 from sync.mirror.dialect import Dialect
 from sync.mirror.driver_values import postgres_stamp, sqlite_stamp
-from sync.mirror.leases import Fence, run_fences
+from sync.mirror.leases import LeaseFence, check_leases
 from sync.mirror.models import (
     Customer,
     CustomerFile,
@@ -70,7 +70,7 @@ class _PageWrite:
     run_id: int | None
     completed: bool
     vanished: VanishedCheck | None
-    fence: Fence | None
+    fence: LeaseFence | None
     guard: DeletionGuard | None
 
 
@@ -176,7 +176,7 @@ class PageWriter:
         run_id: int | None,
         completed: bool,
         vanished: VanishedCheck | None = None,
-        fence: Fence | None = None,
+        fence: LeaseFence | None = None,
         guard: DeletionGuard | None = None,
     ) -> PageCounts:
         """One page in one transaction: its rows, its rejected items and the new cursor.
@@ -194,7 +194,7 @@ class PageWriter:
         now = utc_now()
         counts = [PageCounts() for _ in pages]
         async with self._engine.begin() as conn:
-            await run_fences(conn, [page.fence for page in pages if page.fence is not None])
+            await check_leases(conn, [page.fence for page in pages if page.fence is not None])
             await self._upsert_files(conn, pages, now, counts)
             for page, page_counts in zip(pages, counts, strict=True):
                 if page.rejected:

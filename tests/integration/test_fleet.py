@@ -6,13 +6,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from sync.domain.customers_file import CustomerRow
 from sync.domain.errors import LeaseLost
 from sync.domain.pager import CustomerCursor
 from sync.mirror.dialect import Dialect
 from sync.mirror.fleet import FleetStore
+from sync.mirror.leases import check_leases
 from sync.mirror.models import CustomerSchedule, SyncWorker, utc_now
 from sync.mirror.store import MirrorStore
 
@@ -80,6 +81,51 @@ async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) 
             fence=fence,
         )
     assert (await store.pages.load_cursor(customer.ref)).high_water_id == 5  # rolled back
+
+
+async def test_the_leases_of_one_transaction_are_renewed_by_one_statement_per_worker(
+    store: MirrorStore,
+) -> None:
+    fleet = await add_customers(store, 4)
+    mine = await fleet.claim_due("a", 3, TTL, due_by=utc_now())
+    (theirs,) = await fleet.claim_due("b", 1, TTL, due_by=utc_now())
+    renewed: list[tuple[int, float]] = []
+    fences = [
+        fleet.lease_fence(
+            worker,
+            claim.customer.ref,
+            TTL,
+            clock=lambda: 7.0,
+            on_renewed=lambda at, ref=claim.customer.ref: renewed.append((ref, at)),
+        )
+        for worker, claim in [*(("a", c) for c in mine), ("b", theirs)]
+    ]
+    updates: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CUSTOMER_SCHEDULE"):
+            updates.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with store.engine.begin() as conn:
+            await check_leases(conn, fences)
+        assert len(updates) == 2  # one for worker a's three customers, one for b's
+        assert sorted(renewed) == sorted((f.customer_ref, 7.0) for f in fences)
+
+        async with store.engine.begin() as conn:  # b's lease ran out meanwhile
+            await conn.execute(
+                update(CustomerSchedule)
+                .where(CustomerSchedule.customer_ref == theirs.customer.ref)
+                .values(lease_expires_at=utc_now() - timedelta(seconds=1))
+            )
+        renewed.clear()
+        with pytest.raises(LeaseLost, match=f"#{theirs.customer.ref} expired"):
+            async with store.engine.begin() as conn:
+                await check_leases(conn, fences)
+        assert renewed == []  # a failed check renews nothing the caller can count on
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
 
 
 async def test_pages_written_together_check_their_leases_in_one_go_and_fail_alone(
