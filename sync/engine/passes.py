@@ -29,7 +29,7 @@ from sync.domain.errors import (
 )
 from sync.domain.pager import PageVerdict, PassMode, begin_pass, next_last_id, step
 from sync.domain.records import FileRecord, RejectedRecord, parse_record
-from sync.domain.tally import RunStatus, RunTotals
+from sync.domain.tally import PageCounts, RunStatus, RunTotals
 from sync.engine.db_retry import complete_even_if_cancelled, retry_db, whole
 from sync.engine.feeds import (
     Assignment,
@@ -39,6 +39,7 @@ from sync.engine.feeds import (
     NoProgress,
     ProgressSink,
 )
+from sync.engine.write_behind import WriteBehind
 from sync.mirror.database import DATABASE_ERRORS, describe_db_error
 from sync.mirror.models import utc_now
 from sync.mirror.store import MirrorStore
@@ -290,55 +291,68 @@ class SyncEngine:
         first_total: int | None = None
         items_seen = 0
         whole_walk = not stored.in_pass
-        while True:
-            halt = feed.may_continue(customer)
-            if halt is not None:
-                return halt
-            try:
-                # The request must not outlive the lease: past it, another worker may start.
-                async with asyncio.timeout_at(feed.deadline(customer)):
-                    page = await self._client.list_files(customer, next_last_id(cursor), page_size)
-            except TimeoutError:
-                return "its lease ran out during a request"
-            records, rejected = split_items(page.items, strings_checked=page.strings_checked)
-            if next_last_id(cursor) is None:
-                first_total = page.total_count
-            items_seen += len(page.items)
-            outcome = step(
-                cursor,
-                [r.id for r in records],
-                len(page.items),
-                requested_size=page_size,
-                reported_size=page.reported_page_size,
-                stop_on_short_page=self._settings.sync_stop_on_short_page,
-            )
-            # Once a page is fetched its transaction commits or rolls back whole, even if a
-            # shutdown cancels this worker meanwhile. Writing it again is safe: rows and cursor
-            # are upserts in the same transaction, so a commit whose answer was lost repeats.
-            write = partial(
-                self._store.pages.save,
-                customer,
-                records,
-                rejected,
-                outcome.cursor,
-                run_id=run_id,
-                completed=outcome.verdict is PageVerdict.COMPLETE,
-                vanished=outcome.vanished,
-                fence=fence,
-                guard=DeletionGuard(
-                    self._settings.sync_max_delete_share,
-                    walk_ended_early(first_total, items_seen) if whole_walk else None,
-                    self._allow_mass_delete,
-                    self._settings.sync_max_delete_min_files,
-                ),
-            )
-            counts = await retry_db(partial(whole, write), bound)
-            tallies[0].counts.add(counts)
-            tallies[1].add_page(counts)
-            self._progress.page_done(len(records))
-            for item in rejected:
-                bound.warning("record_rejected", reason=item.reason, record_id=item.record_id)
-            if outcome.verdict is PageVerdict.COMPLETE:
+        in_flight = WriteBehind()
+        try:
+            while True:
+                halt = feed.may_continue(customer)
+                if halt is not None:
+                    return halt
+                try:
+                    # The request must not outlive the lease: past it, another worker may start.
+                    async with asyncio.timeout_at(feed.deadline(customer)):
+                        page = await self._client.list_files(
+                            customer, next_last_id(cursor), page_size
+                        )
+                except TimeoutError:
+                    return "its lease ran out during a request"
+                records, rejected = split_items(page.items, strings_checked=page.strings_checked)
+                if next_last_id(cursor) is None:
+                    first_total = page.total_count
+                items_seen += len(page.items)
+                outcome = step(
+                    cursor,
+                    [r.id for r in records],
+                    len(page.items),
+                    requested_size=page_size,
+                    reported_size=page.reported_page_size,
+                    stop_on_short_page=self._settings.sync_stop_on_short_page,
+                )
+                # The page before is written first: the stored cursor never runs ahead of the
+                # stored rows.
+                await in_flight.settle()
+                # Once a page is fetched its transaction commits or rolls back whole, even if a
+                # shutdown cancels this worker meanwhile. Writing it again is safe: rows and
+                # cursor are upserts in the same transaction, so a commit whose answer was lost
+                # repeats.
+                write = partial(
+                    self._store.pages.save,
+                    customer,
+                    records,
+                    rejected,
+                    outcome.cursor,
+                    run_id=run_id,
+                    completed=outcome.verdict is PageVerdict.COMPLETE,
+                    vanished=outcome.vanished,
+                    fence=fence,
+                    guard=DeletionGuard(
+                        self._settings.sync_max_delete_share,
+                        walk_ended_early(first_total, items_seen) if whole_walk else None,
+                        self._allow_mass_delete,
+                        self._settings.sync_max_delete_min_files,
+                    ),
+                )
+                in_flight.start(
+                    retry_db(partial(whole, write), bound),
+                    partial(self._page_written, tallies, len(records), rejected, bound),
+                )
+                if outcome.verdict is PageVerdict.CONTINUE:
+                    # The next page is fetched while this one is written.
+                    cursor = outcome.cursor
+                    continue
+                counts = await in_flight.settle()
+                if outcome.verdict is PageVerdict.STUCK:
+                    raise _CustomerStuck(outcome.detail)
+                assert counts is not None
                 bound.debug("customer_done", detail=outcome.detail, deleted=counts.deleted)
                 if top_up:
                     top_up = False
@@ -349,9 +363,24 @@ class SyncEngine:
                     seen.inserted or seen.updated or seen.unchanged or seen.rejected
                 )
                 return None
-            if outcome.verdict is PageVerdict.STUCK:
-                raise _CustomerStuck(outcome.detail)
-            cursor = outcome.cursor
+        finally:
+            # A walk that ends early (a halt, a failed request, a shutdown) still sees the
+            # page it fetched last written, or its error raised.
+            await in_flight.settle()
+
+    def _page_written(
+        self,
+        tallies: tuple[CustomerOutcome, RunTotals],
+        records: int,
+        rejected: Sequence[RejectedRecord],
+        bound: structlog.typing.FilteringBoundLogger,
+        counts: PageCounts,
+    ) -> None:
+        tallies[0].counts.add(counts)
+        tallies[1].add_page(counts)
+        self._progress.page_done(records)
+        for item in rejected:
+            bound.warning("record_rejected", reason=item.reason, record_id=item.record_id)
 
 
 class _CustomerStuck(Exception):
