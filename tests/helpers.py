@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from sync.mirror.models import CustomerFile
 APP_ID, APP_KEY = "test-app", "test-key-s3cr3t-0123456789"
 
 # Columns that must equal what the parser derives from the upstream record.
-DERIVED = tuple(f.name for f in dataclasses.fields(FileRecord) if f.name not in ("id", "raw"))
+DERIVED = tuple(name for name in FileRecord._fields if name not in ("id", "raw"))
 
 
 def make_settings(base_url: str, database_url: str, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sync.domain.chinatime import parse_china_time
 from sync.domain.jsoncodec import decode_json
@@ -30,9 +30,12 @@ _SIZE_POWER = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _CONTAINERS = (dict, list)
 
 
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One row of ``customer_files`` as parsed from the API (mirror bookkeeping excluded)."""
+class FileRecord(NamedTuple):
+    """One row of ``customer_files`` as parsed from the API (mirror bookkeeping excluded).
+
+    A named tuple, not a frozen dataclass: just as immutable, and built in a third of the time
+    (a frozen dataclass sets each of its fields through ``object.__setattr__``), which counts
+    at one record per file synced."""
 
     id: int
     corp_id: str | None

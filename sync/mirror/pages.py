@@ -4,7 +4,6 @@ share that transaction (group commit, ``sync/mirror/batching.py``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from sync.mirror.models import (
 )
 
 # FileRecord's fields are named as the columns they fill; an upsert refreshes all but the key.
-_RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
+_RECORD_COLUMNS = FileRecord._fields
 _UPSERT_COLUMNS = (*_RECORD_COLUMNS, "source_customer_id", "first_seen_at", "last_seen_at")
 _REFRESHED_COLUMNS = (*(name for name in _RECORD_COLUMNS if name != "id"), "source_customer_id")
 CURSOR_COLUMNS = (

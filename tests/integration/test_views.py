@@ -441,7 +441,7 @@ async def _store_boundary_files(store: MirrorStore) -> None:
         assert isinstance(parsed, FileRecord)
         records.append(parsed)
     for record_id, (instant, _) in INSTANTS.items():
-        records.append(dataclasses.replace(records[0], id=record_id, create_time=instant))
+        records.append(records[0]._replace(id=record_id, create_time=instant))
     # Neither type nor size: a group of its own, NULL in both columns.
     unknown = parse_record({"id": 9, "customerId": 9001, "createTime": "2024-03-05 12:00:00"})
     assert isinstance(unknown, FileRecord) and unknown.file_type is None

@@ -173,7 +173,7 @@ def _comparable(parsed: FileRecord | RejectedRecord) -> object:
     # raw compared as text: NaN is not equal to itself, and raw holds it in rejected records.
     if isinstance(parsed, RejectedRecord):
         return parsed
-    return dataclasses.replace(parsed, raw={}), to_json_text(parsed.raw)
+    return parsed._replace(raw={}), to_json_text(parsed.raw)
 
 
 def test_the_response_classifier_answers_every_body(
