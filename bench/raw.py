@@ -184,7 +184,9 @@ def _upsert_sql(placeholders: str) -> str:
 
 
 class SqliteSink:
-    """Plain ``sqlite3``, the same pragmas as the tool, one transaction per page."""
+    """Plain ``sqlite3`` with the tool's journal and sync pragmas, one transaction per page.
+    Foreign keys stay off, SQLite's default and what a hand-written script gets; the tool
+    turns them on, which costs it about 3 µs a record here (BENCHMARKS.md)."""
 
     def __init__(self, path: str) -> None:
         self._db = sqlite3.connect(path, isolation_level=None)
