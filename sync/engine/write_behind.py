@@ -1,11 +1,12 @@
 """One customer's page write kept in flight while its next page is fetched.
 
 A page's transaction and the request for the next page need nothing from each other: the next
-``lastId`` is known once the page is parsed. Waiting for the commit before asking for more left
-every worker idle at once whenever a group transaction was being written (a quarter of a SQLite
-backfill's wall time, BENCHMARKS.md). The order that keeps the mirror consistent stays: a page's
-write starts only once the page before it has been written, so the cursor stored never runs
-ahead of the rows stored, and a failed write is raised before anything later is written.
+``lastId`` is known once the page is parsed. On PostgreSQL a backfill's group transactions,
+several round trips each, take longer than the requests, and a worker that waited for its
+commit before asking for more sat idle meanwhile (BENCHMARKS.md). The order that keeps the
+mirror consistent stays: a page's write starts only once the page before it has been written,
+so the cursor stored never runs ahead of the rows stored, and a failed write is raised before
+anything later is written.
 """
 
 from __future__ import annotations
