@@ -321,6 +321,6 @@ async def _customer_lease(
             told = True
         await asyncio.sleep(_HELD_POLL_S)
     try:
-        yield fleet.lease_fence(worker_id, key.ref, ttl)
+        yield LeaseFence(worker_id, key.ref, ttl)
     finally:
         await fleet.release(worker_id, [key.ref])

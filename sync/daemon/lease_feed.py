@@ -102,7 +102,7 @@ class _HeldLeases:
         def renewed(at: float) -> None:
             deadlines[customer.ref] = at + terms.budget
 
-        return self._fleet.lease_fence(
+        return LeaseFence(
             terms.worker_id, customer.ref, terms.ttl, clock=self._clock, on_renewed=renewed
         )
 

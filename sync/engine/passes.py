@@ -371,14 +371,14 @@ class SyncEngine:
     def _page_written(
         self,
         tallies: tuple[CustomerOutcome, RunTotals],
-        records: int,
+        record_count: int,
         rejected: Sequence[RejectedRecord],
         bound: structlog.typing.FilteringBoundLogger,
         counts: PageCounts,
     ) -> None:
         tallies[0].counts.add(counts)
         tallies[1].add_page(counts)
-        self._progress.page_done(records)
+        self._progress.page_done(record_count)
         for item in rejected:
             bound.warning("record_rejected", reason=item.reason, record_id=item.record_id)
 

@@ -17,28 +17,28 @@ from collections.abc import Awaitable, Callable
 from sync.domain.tally import PageCounts
 from sync.engine.db_retry import complete_even_if_cancelled
 
+_Then = Callable[[PageCounts], None]
+
 
 class WriteBehind:
     """At most one page write in flight; ``settle`` waits for it and hands on its counts."""
 
     def __init__(self) -> None:
-        self._write: asyncio.Future[PageCounts] | None = None
-        self._then: Callable[[PageCounts], None] | None = None
+        # The write in flight and what to do with its counts, or None.
+        self._pending: tuple[asyncio.Future[PageCounts], _Then] | None = None
 
-    def start(self, write: Awaitable[PageCounts], then: Callable[[PageCounts], None]) -> None:
+    def start(self, write: Awaitable[PageCounts], then: _Then) -> None:
         """Run ``write`` in the background; ``then(counts)`` runs when it is settled."""
-        if self._write is not None:
+        if self._pending is not None:
             raise RuntimeError("a page write is already in flight: settle it first")
-        self._write, self._then = asyncio.ensure_future(write), then
+        self._pending = asyncio.ensure_future(write), then
 
     async def settle(self) -> PageCounts | None:
         """The write in flight seen to its end (even if the caller is cancelled meanwhile) and
         its counts, or None when there is none. Its error, if it failed, is raised here."""
-        if self._write is None:
+        if self._pending is None:
             return None
-        write, then = self._write, self._then
-        self._write = self._then = None
+        (write, then), self._pending = self._pending, None
         counts = await complete_even_if_cancelled(write)
-        assert then is not None
         then(counts)
         return counts

@@ -198,7 +198,7 @@ class CustomerControls:
         first inside it (the lease check on PostgreSQL)."""
         async with self._engine.begin() as conn:
             if fence is not None:
-                await check_leases(conn, [fence])
+                await check_leases(conn, self._dialect, [fence])
             before = await self._document(conn, ref)
             now = utc_now()
             table = CustomerSyncState.__table__

@@ -4,7 +4,8 @@ and who holds it.
 A worker owns a customer while its lease in ``customer_schedule`` has not expired. Claims take
 due rows with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers claiming at the
 same moment never get the same customer; every page transaction re-checks (and renews) the lease
-inside the transaction (``lease_fence``), so a worker that lost its lease cannot write a page.
+inside the transaction (``sync/mirror/leases.py``), so a worker that lost its lease cannot write
+a page.
 
 Times that several hosts compare (lease expiry, heartbeats) come from PostgreSQL's clock, not
 from each host's. SQLite serves one daemon only, whose own clock is then the only one.
@@ -12,7 +13,7 @@ from each host's. SQLite serves one daemon only, whose own clock is then the onl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sync.domain.customers import CustomerKey, customer_label
 from sync.mirror.dialect import Dialect
-from sync.mirror.leases import LeaseFence
 from sync.mirror.models import (
     Customer,
     CustomerSchedule,
@@ -235,26 +235,6 @@ class FleetStore:
                 )
                 for row in rows
             ]
-
-    def lease_fence(
-        self,
-        worker_id: str,
-        customer_ref: int,
-        lease_ttl: float,
-        *,
-        clock: Callable[[], float] | None = None,
-        on_renewed: Callable[[float], None] | None = None,
-    ) -> LeaseFence:
-        """A check for the page transaction: the lease is still ours (and is renewed), or the
-        transaction rolls back with LeaseLost (sync/mirror/leases.py)."""
-        return LeaseFence(
-            self._dialect,
-            worker_id,
-            customer_ref,
-            lease_ttl,
-            clock=clock,
-            on_renewed=on_renewed,
-        )
 
     async def finish_customer(
         self,

@@ -11,6 +11,7 @@ update takes also keeps any other worker's claim off those customers until the t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, update
@@ -23,49 +24,38 @@ from sync.mirror.models import CustomerSchedule
 _SCHEDULE = cast(Table, CustomerSchedule.__table__)
 
 
+@dataclass(frozen=True, slots=True)
 class LeaseFence:
-    """The check, run first inside a transaction (``check_leases``), that ``worker_id`` still
-    holds ``customer_ref``'s lease, renewing it for ``ttl`` seconds; ``on_renewed(at)`` is told
-    the ``clock`` time the renewal was sent."""
+    """What ``check_leases`` checks first inside a transaction: ``worker_id`` still holds
+    ``customer_ref``'s lease, which it renews for ``ttl`` seconds; ``on_renewed(at)`` is told the
+    ``clock`` time the renewal was sent."""
 
-    __slots__ = ("_clock", "_dialect", "_on_renewed", "customer_ref", "ttl", "worker_id")
-
-    def __init__(
-        self,
-        dialect: Dialect,
-        worker_id: str,
-        customer_ref: int,
-        ttl: float,
-        *,
-        clock: Callable[[], float] | None = None,
-        on_renewed: Callable[[float], None] | None = None,
-    ) -> None:
-        self._dialect = dialect
-        self.worker_id = worker_id
-        self.customer_ref = customer_ref
-        self.ttl = ttl
-        self._clock = clock
-        self._on_renewed = on_renewed
+    worker_id: str
+    customer_ref: int
+    ttl: float
+    clock: Callable[[], float] | None = None
+    on_renewed: Callable[[float], None] | None = None
 
 
-async def check_leases(conn: AsyncConnection, fences: Sequence[LeaseFence]) -> None:
+async def check_leases(
+    conn: AsyncConnection, dialect: Dialect, fences: Sequence[LeaseFence]
+) -> None:
     """Renew every fence's lease, one statement per worker and ttl; LeaseLost (rolling the
     transaction back) names the first customer whose lease is no longer its worker's. Nothing
     to do for no fences."""
-    began = [f._clock() if f._clock is not None else 0.0 for f in fences]
+    began = [f.clock() if f.clock is not None else 0.0 for f in fences]
     groups: dict[tuple[str, float], list[LeaseFence]] = {}
     for fence in fences:
         groups.setdefault((fence.worker_id, fence.ttl), []).append(fence)
     for (worker_id, ttl), group in groups.items():
-        now = group[0]._dialect.now
         result = await conn.execute(
             update(_SCHEDULE)
             .where(
                 _SCHEDULE.c.customer_ref.in_([f.customer_ref for f in group]),
                 _SCHEDULE.c.lease_owner == worker_id,
-                _SCHEDULE.c.lease_expires_at > now(),
+                _SCHEDULE.c.lease_expires_at > dialect.now(),
             )
-            .values(lease_expires_at=now(ttl))
+            .values(lease_expires_at=dialect.now(ttl))
             .returning(_SCHEDULE.c.customer_ref)
         )
         renewed = set(result.scalars())
@@ -73,5 +63,5 @@ async def check_leases(conn: AsyncConnection, fences: Sequence[LeaseFence]) -> N
             if fence.customer_ref not in renewed:
                 raise LeaseLost(f"lease on customer #{fence.customer_ref} expired")
     for fence, at in zip(fences, began, strict=True):
-        if fence._on_renewed is not None:
-            fence._on_renewed(at)
+        if fence.on_renewed is not None:
+            fence.on_renewed(at)

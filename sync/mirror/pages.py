@@ -97,6 +97,7 @@ def _page_fits(batch: Sequence[_PageWrite], page: _PageWrite) -> bool:
 class PageWriter:
     def __init__(self, engine: AsyncEngine, dialect: Dialect) -> None:
         self._engine = engine
+        self._dialect = dialect
         insert = dialect.insert
         self._insert = insert
         # The per-page statements never change: build them once, not on every page.
@@ -193,7 +194,8 @@ class PageWriter:
         now = utc_now()
         counts = [PageCounts() for _ in pages]
         async with self._engine.begin() as conn:
-            await check_leases(conn, [page.fence for page in pages if page.fence is not None])
+            fences = [page.fence for page in pages if page.fence is not None]
+            await check_leases(conn, self._dialect, fences)
             await self._upsert_files(conn, pages, now, counts)
             for page, page_counts in zip(pages, counts, strict=True):
                 if page.rejected:

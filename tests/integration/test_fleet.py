@@ -13,7 +13,7 @@ from sync.domain.errors import LeaseLost
 from sync.domain.pager import CustomerCursor
 from sync.mirror.dialect import Dialect
 from sync.mirror.fleet import FleetStore
-from sync.mirror.leases import check_leases
+from sync.mirror.leases import LeaseFence, check_leases
 from sync.mirror.models import CustomerSchedule, SyncWorker, utc_now
 from sync.mirror.store import MirrorStore
 
@@ -59,7 +59,7 @@ async def test_a_lost_lease_fences_off_the_page_transaction(store: MirrorStore) 
     fleet = await add_customers(store, 1)
     (claim,) = await fleet.claim_due("a", 1, TTL, due_by=utc_now())
     customer = claim.customer
-    fence = fleet.lease_fence("a", customer.ref, TTL)
+    fence = LeaseFence("a", customer.ref, TTL)
     cursor = CustomerCursor(high_water_id=5)
     await store.pages.save(customer, [], [], cursor, run_id=None, completed=True, fence=fence)
     assert (await store.pages.load_cursor(customer.ref)).high_water_id == 5
@@ -91,7 +91,7 @@ async def test_the_leases_of_one_transaction_are_renewed_by_one_statement_per_wo
     (theirs,) = await fleet.claim_due("b", 1, TTL, due_by=utc_now())
     renewed: list[tuple[int, float]] = []
     fences = [
-        fleet.lease_fence(
+        LeaseFence(
             worker,
             claim.customer.ref,
             TTL,
@@ -109,7 +109,7 @@ async def test_the_leases_of_one_transaction_are_renewed_by_one_statement_per_wo
     event.listen(store.engine.sync_engine, "before_cursor_execute", count)
     try:
         async with store.engine.begin() as conn:
-            await check_leases(conn, fences)
+            await check_leases(conn, store.dialect, fences)
         assert len(updates) == 2  # one for worker a's three customers, one for b's
         assert sorted(renewed) == sorted((f.customer_ref, 7.0) for f in fences)
 
@@ -122,7 +122,7 @@ async def test_the_leases_of_one_transaction_are_renewed_by_one_statement_per_wo
         renewed.clear()
         with pytest.raises(LeaseLost, match=f"#{theirs.customer.ref} expired"):
             async with store.engine.begin() as conn:
-                await check_leases(conn, fences)
+                await check_leases(conn, store.dialect, fences)
         assert renewed == []  # a failed check renews nothing the caller can count on
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", count)
@@ -151,7 +151,7 @@ async def test_pages_written_together_check_their_leases_in_one_go_and_fail_alon
 
     def save(claim_index: int, clock_time: float) -> asyncio.Future[object]:
         customer = claims[claim_index].customer
-        fence = fleet.lease_fence(
+        fence = LeaseFence(
             "a",
             customer.ref,
             TTL,

@@ -29,7 +29,7 @@ async def test_the_write_runs_while_the_caller_works_and_settles_with_its_counts
     assert await behind.settle() is None  # settled once only
 
 
-async def test_a_second_write_waits_for_the_first_to_be_settled() -> None:
+async def test_a_second_write_is_refused_until_the_first_is_settled() -> None:
     release = asyncio.Event()
     behind = WriteBehind()
     behind.start(_written(PageCounts(), release), lambda _counts: None)
