@@ -224,14 +224,22 @@ def test_killing_a_backfill_at_random_instants_loses_nothing(
     import random
 
     dataset = SimDataset(seed=25, customers=40, mean_files=40)
-    sim = sim_factory(dataset, latency_ms=3)
-    cli.env |= {"TANMA_BASE_URL": sim.base_url, "SYNC_PAGE_SIZE": "7", "SYNC_CONCURRENCY": "4"}
+    # The latency sets how long a pass lasts, however fast the machine and the code: about 260
+    # pages, four at a time, at least 25 ms each, so a whole pass takes over 1.6 s and every
+    # kill below lands inside one unless it is the end of a resumed pass.
+    sim = sim_factory(dataset, latency_ms=25)
+    cli.env |= {
+        "TANMA_BASE_URL": sim.base_url,
+        "SYNC_PAGE_SIZE": "7",
+        "SYNC_CONCURRENCY": "4",
+        "SYNC_LOG_LEVEL": "info",  # run_and_kill times the kill from `pass_started`
+    }
     (tmp_path / "c.csv").write_text(dataset.customers_csv(), "utf-8")
     assert cli("customers", "import", str(tmp_path / "c.csv")).code == 0
     rng = random.Random(1234)
     kills = 0
     for _ in range(6):
-        kills += run_and_kill(cli, ("backfill",), rng.uniform(0.8, 2.5), from_pass=False).landed
+        kills += run_and_kill(cli, ("backfill",), rng.uniform(0.0, 1.2), from_pass=True).landed
         sim.call(dataset.advance, new_rate=0.2, late_rate=0.1, delete_rate=0, update_rate=0)
     assert kills >= 3, "the process finished before it could be killed: make the data set larger"
     final = cli("run")
