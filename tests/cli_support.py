@@ -153,31 +153,34 @@ class Kill:
     err: str
 
 
-def run_and_kill(cli: Cli, args: tuple[str, ...], delay_s: float, *, from_pass: bool) -> Kill:
+def run_and_kill(
+    cli: Cli, args: tuple[str, ...], delay_s: float, *, from_event: str | None
+) -> Kill:
     """Start ``tanma-sync args`` and SIGKILL it ``delay_s`` seconds after it starts, or after it
-    logs ``pass_started`` when ``from_pass`` (needs SYNC_LOG_LEVEL info or lower, JSON logs).
+    logs ``from_event`` (such as ``pass_started``; needs SYNC_LOG_LEVEL info or lower, JSON
+    logs), so that a slow start-up does not eat into the window.
 
     Stderr is read on a thread while we wait, so the child never blocks on a full pipe.
     """
     started = time.monotonic()
     process = cli.start(*args)
     lines: list[str] = []
-    pass_started = threading.Event()
+    logged = threading.Event()
 
     def read_stderr() -> None:
         assert process.stderr is not None
         for line in process.stderr:
             lines.append(line)
-            if not pass_started.is_set() and _event_of(line) == "pass_started":
-                pass_started.set()
+            if from_event and not logged.is_set() and _event_of(line) == from_event:
+                logged.set()
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    if from_pass:
-        while not pass_started.wait(0.02) and process.poll() is None:
+    if from_event:
+        while not logged.wait(0.02) and process.poll() is None:
             if time.monotonic() - started > 60:
                 break
-    deadline = (time.monotonic() if from_pass else started) + delay_s
+    deadline = (time.monotonic() if from_event else started) + delay_s
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
     landed = process.poll() is None

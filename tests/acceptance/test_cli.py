@@ -239,7 +239,9 @@ def test_killing_a_backfill_at_random_instants_loses_nothing(
     rng = random.Random(1234)
     kills = 0
     for _ in range(6):
-        kills += run_and_kill(cli, ("backfill",), rng.uniform(0.0, 1.2), from_pass=True).landed
+        kills += run_and_kill(
+            cli, ("backfill",), rng.uniform(0.0, 1.2), from_event="pass_started"
+        ).landed
         sim.call(dataset.advance, new_rate=0.2, late_rate=0.1, delete_rate=0, update_rate=0)
     assert kills >= 3, "the process finished before it could be killed: make the data set larger"
     final = cli("run")

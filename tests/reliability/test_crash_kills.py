@@ -70,7 +70,7 @@ def test_sigkill_at_random_instants_loses_and_duplicates_nothing(
         args = rng.choices(COMMANDS, COMMAND_WEIGHTS)[0]
         from_pass = rng.random() < SHARE_FROM_PASS
         delay = rng.uniform(0.0, 1.0) if from_pass else rng.uniform(0.2, 1.6)
-        kill = run_and_kill(cli, args, delay, from_pass=from_pass)
+        kill = run_and_kill(cli, args, delay, from_event="pass_started" if from_pass else None)
         if kill.landed:
             landed += 1
             in_pass += kill.in_pass

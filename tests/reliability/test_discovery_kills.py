@@ -58,7 +58,7 @@ def test_sigkill_during_discovery_then_finish_equals_the_simulator(
         args = (
             ("customers", "discover", "--full") if rng.random() < 0.4 else ("customers", "discover")
         )
-        kill = run_and_kill(cli, args, rng.uniform(0.3, 2.5), from_pass=False)
+        kill = run_and_kill(cli, args, rng.uniform(0.3, 2.5), from_event=None)
         assert "Traceback" not in kill.err, kill.err[-2000:]
         if kill.landed:
             landed += 1
