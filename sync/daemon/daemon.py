@@ -38,6 +38,7 @@ from sync.console.auth import ConsoleCredentials, check_binding
 from sync.daemon.archiving import ArchiveLoop
 from sync.daemon.discoveries import DiscoveryJobs
 from sync.daemon.listener import StatusListener
+from sync.daemon.membership import until_counted
 from sync.daemon.push_processing import PushProcessor
 from sync.daemon.push_receiver import PushReceiver
 from sync.daemon.push_thread import PushReceiverThread
@@ -316,12 +317,7 @@ class Daemon:
             log.info("listening", host=address[0], port=self.listener.port)
         await self._start_push()
         if live > 1:
-            # The others lower their share on their next heartbeat; spend nothing until then,
-            # so the workers together never go above the app's limit.
-            wait = lease_renew_every(s.sync_lease_ttl)
-            log.info("waiting_for_rate_share", live_workers=live, wait_s=round(wait, 1))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), wait)
+            await self._wait_for_rate_share(live)
         if self.burst or self.stopping:
             return
         self._scheduler = self._schedule_jobs()
@@ -335,6 +331,24 @@ class Daemon:
         return console_app(
             self.store, self.settings, ConsoleCredentials.from_settings(self.settings)
         )
+
+    async def _wait_for_rate_share(self, live: int) -> None:
+        """Spend nothing until every other live worker has counted this one and lowered its
+        share; then take this worker's share from a fresh count. A stop ends the wait."""
+        log.info("waiting_for_rate_share", live_workers=live)
+        counted = asyncio.ensure_future(
+            until_counted(self.fleet, self.worker_id, self.settings.sync_lease_ttl)
+        )
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({counted, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (counted, stopped):
+                task.cancel()
+            await asyncio.gather(counted, stopped, return_exceptions=True)
+        if counted.done() and not counted.cancelled() and not self.stopping:
+            live = await self.sweeper.heartbeat()
+            log.info("rate_share_taken", live_workers=live, waited_s=round(counted.result(), 2))
 
     async def _start_push(self) -> None:
         s = self.settings

@@ -26,6 +26,32 @@ def pass_worker_id(mode: str) -> str:
     return f"{mode}@{socket.gethostname()}:{os.getpid()}"
 
 
+async def until_counted(fleet: FleetStore, worker_id: str, lease_ttl: float) -> float:
+    """Wait until every other live worker has had a heartbeat since ``worker_id`` registered,
+    and so has counted it and lowered its own share; returns the seconds waited.
+
+    A newcomer spends nothing before then, so the workers together stay under the app's rate
+    limit. The wait is bounded by one lease lifetime: by then every other worker has either
+    had a heartbeat or dropped out of the count. A database that cannot be asked is waited
+    out to that bound.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + lease_ttl
+    poll = min(1.0, lease_renew_every(lease_ttl) / 5)
+    failed = False
+    while (left := deadline - loop.time()) > 0:
+        try:
+            if await fleet.uncounted_by(worker_id, lease_ttl) == 0:
+                break
+        except DATABASE_ERRORS as exc:
+            if not failed:  # once: the wait is bounded, and a heartbeat logs the outage too
+                log.warning("rate_share_unconfirmed", error=describe_db_error(exc))
+            failed = True
+        await asyncio.sleep(min(poll, left))
+    return loop.time() - started
+
+
 @contextlib.asynccontextmanager
 async def fleet_membership(
     settings: Settings,
@@ -35,9 +61,9 @@ async def fleet_membership(
     *,
     renewed: Callable[[float], None],
 ) -> AsyncIterator[None]:
-    """Register, take this worker's share of the rate limit (after one heartbeat when others
-    are alive, so they have lowered theirs first), renew on every heartbeat while the body
-    runs, and leave, handing back every lease, at the end."""
+    """Register, take this worker's share of the rate limit (once every other live worker has
+    counted it and lowered its own share), renew on every heartbeat while the body runs, and
+    leave, handing back every lease, at the end."""
     ttl = settings.sync_lease_ttl
     every = lease_renew_every(ttl)
     loop = asyncio.get_running_loop()
@@ -63,8 +89,8 @@ async def fleet_membership(
     try:
         live = await beat()
         if live > 1:
-            log.info("waiting_for_rate_share", live_workers=live, wait_s=round(every, 1))
-            await asyncio.sleep(every)
+            log.info("waiting_for_rate_share", live_workers=live)
+            await until_counted(fleet, worker_id, ttl)
             await beat()
         beating = asyncio.create_task(keep_beating())
         try:

@@ -90,6 +90,15 @@ class FleetStore:
                     heartbeat_at=self._dialect.now(),
                 )
             )
+        # Stamped again once the row is visible to every transaction: a heartbeat stamped
+        # later than ``started_at`` then began after this commit, so it counted this worker
+        # (``uncounted_by``).
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(SyncWorker)
+                .where(SyncWorker.worker_id == worker_id)
+                .values(started_at=self._dialect.now())
+            )
 
     async def heartbeat(self, worker_id: str, lease_ttl: float) -> int:
         """Renew this worker's row and leases; returns how many workers are alive."""
@@ -108,6 +117,22 @@ class FleetStore:
                 .values(lease_expires_at=self._dialect.now(lease_ttl))
             )
             return await self._live_workers(conn, lease_ttl)
+
+    async def uncounted_by(self, worker_id: str, lease_ttl: float) -> int:
+        """How many other live workers have not had a heartbeat since this one registered:
+        each of them may still spend a share of the rate limit that leaves this one out."""
+        registered = (
+            select(SyncWorker.started_at).where(SyncWorker.worker_id == worker_id).scalar_subquery()
+        )
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count()).where(
+                    SyncWorker.worker_id != worker_id,
+                    SyncWorker.heartbeat_at > self._dialect.now(-lease_ttl),
+                    SyncWorker.heartbeat_at <= registered,
+                )
+            )
+        return int(count or 0)
 
     async def _live_workers(self, conn: AsyncConnection, lease_ttl: float) -> int:
         # A worker that missed its heartbeats for a whole lease lifetime is gone.

@@ -259,7 +259,8 @@ class CustomerSchedule(Base):
 
 class SyncWorker(Base):
     """A live daemon. Workers split the app's rate limit by counting the rows whose heartbeat
-    is fresh; a crashed worker's row goes stale and stops counting."""
+    is fresh; a crashed worker's row goes stale and stops counting. A newcomer spends nothing
+    until every other live row's heartbeat is later than its ``started_at``."""
 
     __tablename__ = "sync_workers"
 

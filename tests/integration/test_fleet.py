@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, select, update
 
+from sync.daemon.membership import until_counted
 from sync.domain.customers_file import CustomerRow
 from sync.domain.errors import LeaseLost
 from sync.domain.pager import CustomerCursor
@@ -27,6 +28,17 @@ async def add_customers(store: MirrorStore, count: int) -> FleetStore:
     assert await fleet.ensure_schedule_rows() == count
     assert await fleet.ensure_schedule_rows() == 0  # idempotent
     return fleet
+
+
+async def _silence(store: MirrorStore, worker_id: str, seconds: float) -> None:
+    """``worker_id``'s last heartbeat was ``seconds`` ago, by the clock the heartbeats are
+    stamped with (the database's on PostgreSQL)."""
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(SyncWorker)
+            .where(SyncWorker.worker_id == worker_id)
+            .values(heartbeat_at=Dialect(store.engine).now(-seconds))
+        )
 
 
 async def test_claims_never_hand_one_customer_to_two_workers(store: MirrorStore) -> None:
@@ -233,18 +245,55 @@ async def test_heartbeats_count_live_workers_and_a_silent_one_drops_out(
     for name in ("a", "b", "c"):
         await fleet.register_worker(name, "host", 1)
     assert await fleet.heartbeat("a", TTL) == 3
-    # c went quiet for longer than a lease lifetime, by the clock the heartbeats are stamped
-    # with (the database's on PostgreSQL).
-    async with store.engine.begin() as conn:
-        await conn.execute(
-            update(SyncWorker)
-            .where(SyncWorker.worker_id == "c")
-            .values(heartbeat_at=Dialect(store.engine).now(-2 * TTL))
-        )
+    await _silence(store, "c", 2 * TTL)  # quiet for longer than a lease lifetime
     assert await fleet.heartbeat("a", TTL) == 2
     await fleet.deregister_worker("b")
     assert await fleet.heartbeat("a", TTL) == 1
     assert await fleet.heartbeat("c", TTL) == 2  # its next heartbeat counts it again
+
+
+async def test_a_newcomer_is_uncounted_until_each_live_worker_has_had_a_heartbeat_since(
+    store: MirrorStore,
+) -> None:
+    fleet = FleetStore(store.engine)
+    for name in ("a", "b", "silent"):
+        await fleet.register_worker(name, "host", 1)
+    await _silence(store, "silent", 2 * TTL)  # not live: it does not hold the newcomer up
+    await fleet.register_worker("new", "host", 2)
+    assert await fleet.uncounted_by("new", TTL) == 2
+    assert await fleet.heartbeat("a", TTL) == 3  # a counts the newcomer, and lowers its share
+    assert await fleet.uncounted_by("new", TTL) == 1
+    assert await fleet.heartbeat("b", TTL) == 3
+    assert await fleet.uncounted_by("new", TTL) == 0
+    # The older workers were counted by everyone that registered after them.
+    assert await fleet.uncounted_by("a", TTL) == 0
+
+
+async def test_a_newcomer_waits_for_the_others_heartbeats_and_no_longer(
+    store: MirrorStore,
+) -> None:
+    fleet = FleetStore(store.engine)
+    await fleet.register_worker("old", "host", 1)
+    await fleet.register_worker("new", "host", 2)
+    waiting = asyncio.create_task(until_counted(fleet, "new", TTL))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # old has not counted it yet
+    await fleet.heartbeat("old", TTL)
+    waited = await asyncio.wait_for(waiting, 5)
+    assert 0.3 <= waited < 3
+
+
+async def test_a_newcomer_waits_at_most_a_lease_lifetime_for_a_worker_that_went_quiet(
+    store: MirrorStore,
+) -> None:
+    fleet = FleetStore(store.engine)
+    ttl = 1.0
+    await fleet.register_worker("stuck", "host", 1)  # never beats again
+    await fleet.register_worker("new", "host", 2)
+    waited = await asyncio.wait_for(until_counted(fleet, "new", ttl), 10)
+    assert ttl * 0.9 <= waited <= ttl + 1
+    # By then the stuck worker dropped out of the count: the newcomer's share is the whole.
+    assert await fleet.heartbeat("new", ttl) == 1
 
 
 async def test_a_full_reconcile_is_requested_once_by_several_daemons(store: MirrorStore) -> None:
