@@ -142,3 +142,18 @@ async def test_a_lock_held_elsewhere_is_waited_for_off_the_loop(
             assert await conn.scalar(text("SELECT name FROM t")) == "waited"
     finally:
         await engine.dispose()
+
+
+async def test_each_connection_gets_the_mirrors_pragmas(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        found = {
+            name: (await conn.execute(text(f"PRAGMA {name}"))).scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys", "wal_autocheckpoint")
+        }
+    # synchronous 1 is NORMAL; the checkpoint interval is the tool's, not SQLite's 1,000.
+    assert found == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "foreign_keys": 1,
+        "wal_autocheckpoint": 10_000,
+    }
