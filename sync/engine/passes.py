@@ -137,19 +137,36 @@ class SyncEngine:
         unreachable: str | None = None
         empty = 0
 
-        async def worker() -> None:
-            nonlocal handed_out, empty
+        async def sync_one(assignment: Assignment, fetched: asyncio.Event) -> None:
+            nonlocal empty
+            try:
+                outcome = await self._sync_customer(assignment, feed, run_id, totals, fetched)
+            finally:
+                fetched.set()
+            empty += outcome.empty_first
+            totals.add_customer(failed=outcome.error is not None, finished=outcome.ok)
+            if outcome.error is not None:
+                failures.append(f"customer {assignment.customer.label}: {outcome.error}")
+            elif outcome.stopped is not None:
+                handed_back.append(outcome.stopped)
+            await feed.finished(assignment, outcome)
+            self._progress.customer_done(outcome.error is None)
+
+        async def worker(group: asyncio.TaskGroup) -> None:
+            # Once a customer's last request is answered, its worker takes the next customer
+            # while that last page is written: one customer walking and at most one finishing
+            # per worker, so requests in flight stay within SYNC_CONCURRENCY while the group
+            # transactions carry more pages (BENCHMARKS.md, design choices).
+            nonlocal handed_out
+            finishing: asyncio.Task[None] | None = None
             while (assignment := await feed.next()) is not None:
                 handed_out += 1
-                outcome = await self._sync_customer(assignment, feed, run_id, totals)
-                empty += outcome.empty_first
-                totals.add_customer(failed=outcome.error is not None, finished=outcome.ok)
-                if outcome.error is not None:
-                    failures.append(f"customer {assignment.customer.label}: {outcome.error}")
-                elif outcome.stopped is not None:
-                    handed_back.append(outcome.stopped)
-                await feed.finished(assignment, outcome)
-                self._progress.customer_done(outcome.error is None)
+                fetched = asyncio.Event()
+                walking = group.create_task(sync_one(assignment, fetched))
+                await fetched.wait()
+                if finishing is not None:
+                    await asyncio.wait({finishing})  # its failure reaches the task group
+                finishing = walking
 
         workers = self._settings.sync_concurrency
         if known_total is not None:
@@ -161,7 +178,7 @@ class SyncEngine:
                     await stack.enter_async_context(membership)
                 async with asyncio.TaskGroup() as group:
                     for _ in range(workers):
-                        group.create_task(worker())
+                        group.create_task(worker(group))
         except BaseExceptionGroup as group:
             fatal = _first_of(group, FatalError)
             if fatal is not None:
@@ -221,15 +238,23 @@ class SyncEngine:
             log.error("run_not_recorded", run_id=run_id, error=describe_db_error(exc))
 
     async def _sync_customer(
-        self, assignment: Assignment, feed: CustomerFeed, run_id: int, totals: RunTotals
+        self,
+        assignment: Assignment,
+        feed: CustomerFeed,
+        run_id: int,
+        totals: RunTotals,
+        fetched: asyncio.Event,
     ) -> CustomerOutcome:
-        """One customer's pass; what it came to is in the outcome, never raised (but fatal)."""
+        """One customer's pass; what it came to is in the outcome, never raised (but fatal).
+        ``fetched`` is set once no request for this customer is left to send."""
         customer = assignment.customer
         outcome = CustomerOutcome()
         bound = log.bind(customer=customer.label, run_id=run_id)
         reason: str | None = None
         try:
-            outcome.stopped = await self._walk(assignment, feed, run_id, (outcome, totals), bound)
+            outcome.stopped = await self._walk(
+                assignment, feed, run_id, (outcome, totals), bound, fetched
+            )
             self._db_failures_in_a_row = 0
         except LeaseLost as exc:
             outcome.stopped = str(exc)
@@ -270,9 +295,11 @@ class SyncEngine:
         run_id: int,
         tallies: tuple[CustomerOutcome, RunTotals],
         bound: structlog.typing.FilteringBoundLogger,
+        fetched: asyncio.Event,
     ) -> str | None:
         """Page through one customer. Returns None when complete, else why it stopped early;
-        raises for failures."""
+        raises for failures. Sets ``fetched`` when the last page's write starts and no
+        request follows it."""
         customer, mode = assignment.customer, assignment.mode
         page_size = self._settings.sync_page_size
         lookback = self._settings.lookback_ids
@@ -349,6 +376,8 @@ class SyncEngine:
                     # The next page is fetched while this one is written.
                     cursor = outcome.cursor
                     continue
+                if not top_up:
+                    fetched.set()
                 counts = await in_flight.settle()
                 if outcome.verdict is PageVerdict.STUCK:
                     raise _CustomerStuck(outcome.detail)
