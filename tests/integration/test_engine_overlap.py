@@ -4,7 +4,6 @@ never has more than one customer finishing: on SQLite and PostgreSQL, with one w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 from sync.cli.passes import sync_pass
@@ -15,6 +14,7 @@ from sync.mirror.store import MirrorStore
 from sync.sim import SimDataset
 from tests.helpers import StartSim, assert_mirror_equals, fetch_mirror, make_settings
 from tests.reliability.support import import_customers
+from tests.waiting import until
 
 
 class HeldFirstWrite:
@@ -48,14 +48,6 @@ class HeldFirstWrite:
         return [ref for seen, ref in self.events if seen == kind]
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no {what} within 10 s")
-
-
 async def test_the_next_customer_starts_while_the_last_page_is_written(
     store: MirrorStore, start_sim: StartSim, database_url: str
 ) -> None:
@@ -67,7 +59,7 @@ async def test_the_next_customer_starts_while_the_last_page_is_written(
     gate = HeldFirstWrite(store)
     passing = asyncio.create_task(sync_pass(settings, store, PassMode.BACKFILL))
     try:
-        await _until(lambda: len(gate.kinds("written")) == 1, "second customer's write")
+        await until(lambda: len(gate.kinds("written")) == 1, 10, "the second customer's write")
         first, second = gate.kinds("start")
         assert gate.events == [
             ("start", first),
@@ -77,7 +69,8 @@ async def test_the_next_customer_starts_while_the_last_page_is_written(
             ("written", second),
         ]
         # The worker has a customer finishing (the first, held) and one finished walking:
-        # the third waits for the first to end.
+        # the third waits for the first to end. An absence, so it is looked for after a pause
+        # in which an unbounded worker would have started the third.
         await asyncio.sleep(0.3)
         assert len(gate.kinds("start")) == 2, gate.events
     finally:
